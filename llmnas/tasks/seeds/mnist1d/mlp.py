@@ -1,0 +1,22 @@
+"""MNIST-1D reference model: MLP with two hidden layers of 100 units (15,210 parameters)."""
+
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__()
+        features = 1
+        for size in input_shape:
+            features *= size
+        self.net = nn.Sequential(
+            nn.Linear(features, 100),
+            nn.ReLU(),
+            nn.Linear(100, 100),
+            nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
