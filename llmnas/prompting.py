@@ -1,0 +1,319 @@
+"""Prompt templates: strict rendering and the chat-message builders of the LLM operators.
+
+Templates are plain text files in ``llmnas/prompts/`` (shipped as package data), one per
+template name: ``system``, ``contract``, ``parent``, ``mutate``, ``crossover``, ``fix`` and
+``instructions`` (a list, one instruction per line). Placeholders use :class:`string.Template`
+syntax: ``$field`` or ``${field}``; ``$$`` is a literal dollar sign. Rendering is strict:
+a field the template needs but is not given, a given field the template does not use, and a
+malformed placeholder are all :class:`PromptError`. Values are inserted verbatim (a value is
+never itself expanded), and trailing newlines of the rendered text are dropped.
+
+``prompts_dir`` points at a folder of overrides: a template found there wins, the others come
+from the package.
+
+The builders (:func:`mutation_messages`, :func:`crossover_messages`, :func:`fix_messages`)
+take parents as :class:`~llmnas.records.Candidate` records or plain dicts (``source`` plus
+``val_accuracy``/``params``/``flops`` at the top level or under ``metrics``) and a task (a
+:class:`~llmnas.tasks.base.Task` or a dict with ``name``, ``description``, ``input_shape``,
+``num_classes``), and return the chat ``messages`` list: a system message and a user message.
+Parents are shown from the lowest to the highest validation accuracy (EvoPrompting order;
+unknown accuracy first). Accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmnas.gate import ALLOWED_IMPORTS
+
+__all__ = [
+    "FAILURE_HINTS",
+    "PROMPTS_DIR",
+    "ParentView",
+    "PromptError",
+    "crossover_messages",
+    "fix_messages",
+    "instructions",
+    "load_template",
+    "mutation_messages",
+    "parent_view",
+    "render",
+    "target_metrics",
+]
+
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+"""The packaged templates."""
+
+
+class PromptError(ValueError):
+    """A template is unknown or malformed, or its fields do not match."""
+
+
+FAILURE_HINTS: dict[str, str] = {
+    "syntax": "the program must be complete, valid Python; do not cut it short",
+    "contract": "define class Model(torch.nn.Module) with __init__(self, input_shape, "
+    "num_classes) and forward(self, x) at the top level",
+    "import": "import only the allowed modules and do not use exec, eval, open or dunder tricks",
+    "shape": "follow the tensor shapes through every layer; compute sizes from input_shape",
+    "timeout": "make the model smaller or cheaper so that it trains in time",
+    "memory": "use fewer parameters and smaller activations",
+    "nonfinite": "stabilise the computation (normalisation, no division by zero, sane scales)",
+    "crash": "read the error message and fix the code that raised it",
+    "rejected": "the program was discarded by the pre-filter; try a clearly different design",
+}
+"""One hint per failure kind, shown in fix prompts."""
+
+
+def load_template(name: str, prompts_dir: str | Path | None = None) -> str:
+    """The raw text of template ``name`` (with or without ``.txt``)."""
+    file = name if name.endswith(".txt") else f"{name}.txt"
+    if prompts_dir is not None:
+        override = Path(prompts_dir) / file
+        if override.is_file():
+            return override.read_text(encoding="utf-8")
+    packaged = PROMPTS_DIR / file
+    if not packaged.is_file():
+        known = sorted(p.stem for p in PROMPTS_DIR.glob("*.txt"))
+        raise PromptError(f"unknown prompt template {name!r}; known: {', '.join(known)}")
+    return packaged.read_text(encoding="utf-8")
+
+
+def render(name: str, fields: Mapping[str, Any], prompts_dir: str | Path | None = None) -> str:
+    """Template ``name`` with ``fields`` substituted (strict; see the module docstring)."""
+    template = string.Template(load_template(name, prompts_dir))
+    if not template.is_valid():
+        raise PromptError(f"template {name!r} has a malformed placeholder (use $$ for '$')")
+    needed = set(template.get_identifiers())
+    missing = sorted(needed - set(fields))
+    unknown = sorted(set(fields) - needed)
+    if missing:
+        raise PromptError(f"template {name!r} needs field(s) {', '.join(missing)}")
+    if unknown:
+        raise PromptError(f"template {name!r} has no field(s) {', '.join(unknown)}")
+    return template.substitute({k: str(v) for k, v in fields.items()}).rstrip("\n")
+
+
+def instructions(prompts_dir: str | Path | None = None) -> list[str]:
+    """The mutation instructions: non-blank lines of ``instructions.txt`` not starting with #."""
+    lines = load_template("instructions", prompts_dir).splitlines()
+    return [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+
+
+@dataclass(frozen=True)
+class ParentView:
+    """What a prompt shows of a program."""
+
+    source: str
+    val_accuracy: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    failure_kind: str | None = None
+    failure_message: str | None = None
+
+
+def parent_view(parent: Any) -> ParentView:
+    """Normalise a :class:`~llmnas.records.Candidate`, a :class:`ParentView` or a dict."""
+    if isinstance(parent, ParentView):
+        return parent
+    if isinstance(parent, Mapping):
+        metrics = {**dict(parent.get("metrics") or {}), **dict(parent)}
+        failure = parent.get("failure")
+        source = parent.get("source")
+    else:
+        result = getattr(parent, "result", None)
+        metrics = dict(getattr(result, "metrics", None) or {})
+        failure = getattr(result, "failure", None)
+        source = getattr(parent, "source", None)
+    if not isinstance(source, str):
+        raise TypeError(f"a parent needs a 'source' string, got {type(parent).__name__}")
+    if isinstance(failure, Mapping):
+        kind, message = failure.get("kind"), failure.get("message")
+    else:
+        kind, message = getattr(failure, "kind", None), getattr(failure, "message", None)
+    acc, params, flops = (metrics.get(k) for k in ("val_accuracy", "params", "flops"))
+    return ParentView(
+        source=source,
+        val_accuracy=None if acc is None else float(acc),
+        params=None if params is None else int(params),
+        flops=None if flops is None else int(flops),
+        failure_kind=None if kind is None else str(getattr(kind, "value", kind)),
+        failure_message=None if message is None else str(message),
+    )
+
+
+def _sorted(parents: Sequence[Any]) -> list[ParentView]:
+    views = [parent_view(p) for p in parents]
+    return sorted(views, key=lambda v: -1.0 if v.val_accuracy is None else v.val_accuracy)
+
+
+def _accuracy(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.4f}"
+
+
+def _count(value: float | None) -> str:
+    return "unknown" if value is None else f"{int(value):,}"
+
+
+def _task_fields(task: Any) -> dict[str, Any]:
+    get = task.get if isinstance(task, Mapping) else lambda k: getattr(task, k, None)
+    shape = tuple(get("input_shape") or ())
+    if not shape or get("num_classes") is None:
+        raise TypeError("a task needs input_shape and num_classes")
+    return {
+        "name": str(get("name") or "task"),
+        "description": str(get("description") or "").strip(),
+        "input_shape": shape,
+        "num_classes": int(get("num_classes")),
+    }
+
+
+def _context(task: Any, prompts_dir: str | Path | None) -> dict[str, str]:
+    info = _task_fields(task)
+    allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
+    contract = render(
+        "contract",
+        {
+            "input_shape": info["input_shape"],
+            "num_classes": info["num_classes"],
+            "allowed_imports": allowed,
+        },
+        prompts_dir,
+    )
+    return {
+        "task_name": info["name"],
+        "task_description": info["description"],
+        "contract": contract,
+    }
+
+
+def _parents_block(views: list[ParentView], prompts_dir: str | Path | None) -> str:
+    blocks = [
+        render(
+            "parent",
+            {
+                "rank": i,
+                "val_accuracy": _accuracy(v.val_accuracy),
+                "params": _count(v.params),
+                "flops": _count(v.flops),
+                "source": v.source.strip("\n"),
+            },
+            prompts_dir,
+        )
+        for i, v in enumerate(views, start=1)
+    ]
+    return "\n\n".join(blocks)
+
+
+def target_metrics(
+    parents: Sequence[Any], *, accuracy_gain: float = 0.01, size_factor: float = 0.9
+) -> dict[str, float | int]:
+    """EvoPrompting-style targets: a bit more accurate and a bit smaller than the best parent."""
+    views = [v for v in _sorted(parents) if v.val_accuracy is not None]
+    if not views:
+        return {}
+    best = views[-1]
+    targets: dict[str, float | int] = {
+        "val_accuracy": min(1.0, best.val_accuracy + accuracy_gain)  # type: ignore[operator]
+    }
+    if best.params is not None:
+        targets["params"] = max(1, int(best.params * size_factor))
+    if best.flops is not None:
+        targets["flops"] = max(1, int(best.flops * size_factor))
+    return targets
+
+
+def _targets_block(targets: Mapping[str, float | int] | None) -> str:
+    if not targets:
+        return "- as accurate as possible, with as few parameters as possible"
+    lines = []
+    for key, value in targets.items():
+        if key == "val_accuracy":
+            lines.append(f"- validation accuracy: at least {_accuracy(float(value))}")
+        elif key == "params":
+            lines.append(f"- parameters: at most {_count(value)}")
+        elif key == "flops":
+            lines.append(f"- FLOPs: at most {_count(value)}")
+        else:
+            lines.append(f"- {key}: {value}")
+    return "\n".join(lines)
+
+
+def _messages(user: str, prompts_dir: str | Path | None) -> list[dict[str, str]]:
+    system = render("system", {}, prompts_dir)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def mutation_messages(
+    parents: Sequence[Any],
+    task: Any,
+    instruction: str,
+    targets: Mapping[str, float | int] | None = None,
+    *,
+    prompts_dir: str | Path | None = None,
+) -> list[dict[str, str]]:
+    """EvoPrompting mutation prompt: parents sorted by accuracy, targets, one instruction.
+
+    ``targets=None`` uses :func:`target_metrics`; ``{}`` asks for "as good as possible".
+    """
+    if not parents:
+        raise ValueError("a mutation prompt needs at least one parent")
+    views = _sorted(parents)
+    fields = {
+        **_context(task, prompts_dir),
+        "n_parents": len(views),
+        "parents": _parents_block(views, prompts_dir),
+        "targets": _targets_block(target_metrics(views) if targets is None else targets),
+        "instruction": instruction.strip().rstrip("."),
+    }
+    return _messages(render("mutate", fields, prompts_dir), prompts_dir)
+
+
+def crossover_messages(
+    parents: Sequence[Any],
+    task: Any,
+    targets: Mapping[str, float | int] | None = None,
+    *,
+    prompts_dir: str | Path | None = None,
+) -> list[dict[str, str]]:
+    """Crossover prompt for exactly two parents (the weaker shown first)."""
+    if len(parents) != 2:
+        raise ValueError(f"a crossover prompt needs exactly two parents, got {len(parents)}")
+    views = _sorted(parents)
+    fields = {
+        **_context(task, prompts_dir),
+        "parents": _parents_block(views, prompts_dir),
+        "targets": _targets_block(target_metrics(views) if targets is None else targets),
+    }
+    return _messages(render("crossover", fields, prompts_dir), prompts_dir)
+
+
+def fix_messages(
+    failed: Any,
+    task: Any,
+    *,
+    failure: Any = None,
+    prompts_dir: str | Path | None = None,
+) -> list[dict[str, str]]:
+    """Repair prompt for a failed candidate: its source, failure kind, message and a hint.
+
+    ``failure`` (a :class:`~llmnas.records.Failure` or a dict with ``kind`` and ``message``)
+    overrides the failure read from ``failed``; one of them must carry it.
+    """
+    if failure is not None:
+        failed = {"source": parent_view(failed).source, "failure": failure}
+    view = parent_view(failed)
+    if view.failure_kind is None:
+        raise ValueError("a fix prompt needs a failure with a kind and a message")
+    fields = {
+        **_context(task, prompts_dir),
+        "source": view.source.strip("\n"),
+        "failure_kind": view.failure_kind,
+        "failure_message": view.failure_message or "(no message)",
+        "hint": FAILURE_HINTS.get(view.failure_kind, "fix the reported problem"),
+    }
+    return _messages(render("fix", fields, prompts_dir), prompts_dir)
