@@ -1,0 +1,415 @@
+"""The quality-diversity archive (MAP-Elites on pyribs) and parent selection.
+
+Each cell of a :class:`ribs.archives.GridArchive` over the configured descriptors (see
+:mod:`llmnas.descriptors`) keeps the candidate with the highest objective; the ribs solution is
+the candidate id. The archive is derived data: :meth:`QDArchive.from_candidates` rebuilds it
+from the run store (full candidates or :class:`llmnas.store.Summary` rows) and gives the same
+elites, objectives and curiosity scores as the live archive that saw the same candidates.
+
+Objectives (always maximised):
+
+- ``val_accuracy`` (default): the validation accuracy, a fraction in [0, 1].
+- ``params_x_error``: EvoPrompting's size-times-error criterion, to be minimised. Only
+  candidates with error ``1 - val_accuracy`` below ``error_gate`` count; the objective is
+  ``-log10(params * max(error, 1e-4))`` (higher is smaller and better), and the QD score uses
+  an offset of -10 so every counted elite adds a positive amount.
+
+Parent selection (seeded by the caller's :class:`numpy.random.Generator`, elites in id order):
+
+- ``uniform``: every elite equally likely.
+- ``tournament``: draw ``tournament_size`` distinct elites, keep the highest objective.
+- ``curiosity`` (LLMatic): every candidate id has a curiosity score, 0 at first. When a child
+  is added, each of its parents' scores changes by ``curiosity_added`` (+1.0) if the child
+  became an elite, ``curiosity_rejected`` (-0.5) if it was evaluated but not kept, and
+  ``curiosity_failed`` (-1.0) if it failed or was rejected. Elites are drawn with probability
+  ``softmax(score / curiosity_temperature)``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmnas.descriptors import DESCRIPTORS, descriptor_vector
+from llmnas.records import Status
+
+__all__ = ["ArchiveConfig", "ArchiveError", "Elite", "IslandArchive", "QDArchive", "save_heatmap"]
+
+_MIN_ERROR = 1e-4
+_PXE_OFFSET = -10.0
+
+
+class ArchiveError(Exception):
+    """Bad user input about an archive (e.g. a heatmap of a 3-descriptor map)."""
+
+
+class ArchiveConfig(BaseModel):
+    """How the QD archive is laid out, scored and sampled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    descriptors: list[str] = Field(default_factory=lambda: ["log10_params", "log10_flops"])
+    bins: int | list[int] = 16
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    objective: Literal["val_accuracy", "params_x_error"] = "val_accuracy"
+    error_gate: float = Field(0.5, gt=0.0, le=1.0)
+    selection: Literal["uniform", "tournament", "curiosity"] = "uniform"
+    tournament_size: int = Field(3, ge=1)
+    curiosity_added: float = 1.0
+    curiosity_rejected: float = -0.5
+    curiosity_failed: float = -1.0
+    curiosity_temperature: float = Field(1.0, gt=0.0)
+
+    @field_validator("descriptors")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [n for n in value if n not in DESCRIPTORS]
+        if unknown or not value:
+            raise ValueError(f"descriptors must be some of {sorted(DESCRIPTORS)}, got {value}")
+        return value
+
+    @field_validator("ranges")
+    @classmethod
+    def _known_ranges(cls, value: dict[str, tuple[float, float]]) -> dict:
+        unknown = sorted(set(value) - set(DESCRIPTORS))
+        if unknown:
+            raise ValueError(f"ranges given for unknown descriptors {unknown}")
+        return value
+
+    def dims(self) -> list[int]:
+        """Cells along each descriptor."""
+        n = len(self.descriptors)
+        dims = [self.bins] * n if isinstance(self.bins, int) else list(self.bins)
+        if len(dims) != n or min(dims) < 1:
+            raise ArchiveError(f"bins must be one positive int or {n} of them, got {self.bins}")
+        return dims
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """(low, high) of each descriptor: the configured range or the default."""
+        spec = DESCRIPTORS
+        out = [self.ranges.get(n, (spec[n].low, spec[n].high)) for n in self.descriptors]
+        for name, (low, high) in zip(self.descriptors, out, strict=True):
+            if not high > low:
+                raise ArchiveError(f"range of descriptor {name} must have low < high")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Elite:
+    """One occupied cell: the candidate id, its objective, descriptor values and cell index."""
+
+    id: int
+    objective: float
+    measures: tuple[float, ...]
+    cell: int
+
+
+@dataclass(slots=True)
+class _View:
+    """The fields the archive reads, from a records.Candidate or a store.Summary."""
+
+    id: int
+    parent_ids: list[int]
+    ok: bool
+    accuracy: float | None  # finite validation accuracy of an ``ok`` candidate, else None
+    metrics: dict[str, Any]
+    descriptors: dict[str, float]
+
+
+def _view(c: Any) -> _View:
+    metrics = c.result.metrics if hasattr(c, "result") else c.metrics
+    ok = c.status == Status.OK
+    acc = metrics.get("val_accuracy") if ok else None
+    if acc is not None and not math.isfinite(acc := float(acc)):
+        acc = None
+    return _View(int(c.id), c.parent_ids, ok, acc, metrics, c.descriptors)
+
+
+class QDArchive:
+    """MAP-Elites archive of candidate ids; the elite map lives in a pyribs GridArchive."""
+
+    def __init__(self, config: ArchiveConfig | dict[str, Any] | None = None) -> None:
+        from ribs.archives import GridArchive  # slow import (torch), so done lazily
+
+        self.config = ArchiveConfig.model_validate(config or {})
+        self._offset = _PXE_OFFSET if self.config.objective == "params_x_error" else 0.0
+        self.ribs = GridArchive(
+            solution_dim=(),
+            dims=self.config.dims(),
+            ranges=self.config.bounds(),
+            qd_score_offset=self._offset,
+            solution_dtype=np.int64,
+            objective_dtype=np.float64,
+            measures_dtype=np.float64,
+        )
+        self._cells: dict[int, Elite] = {}
+        self._curiosity: dict[int, float] = {}
+        self._seen: set[int] = set()
+        self._best: tuple[float, int] | None = None
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_candidates(
+        cls, candidates: Iterable[Any], config: ArchiveConfig | dict[str, Any] | None = None
+    ) -> QDArchive:
+        """Rebuild from stored candidates (or summaries) in id order, in one ribs batch."""
+        archive = cls(config)
+        paused = gc.isenabled()
+        gc.disable()  # the cyclic GC would rescan the many new small containers repeatedly
+        try:
+            archive._replay(sorted((_view(c) for c in candidates), key=lambda v: v.id))
+        finally:
+            if paused:
+                gc.enable()
+        return archive
+
+    def _replay(self, views: list[_View]) -> None:
+        """Decide every candidate in order (as :meth:`add` would), then fill ribs in one batch."""
+        scored = [self._score(v) for v in views]
+        placed = [i for i, s in enumerate(scored) if s is not None]
+        cells: list[int] = []
+        if placed:
+            cells = self.ribs.index_of(np.array([scored[i][1] for i in placed])).tolist()
+        cell_of = dict(zip(placed, cells, strict=True))
+        for i, view in enumerate(views):
+            score = scored[i]
+            added = False
+            if score is not None and view.id not in self._seen:
+                added = self._admit(view.id, score[0], score[1], cell_of[i])
+            self._account(view, added)
+        elites = sorted(self._cells.values(), key=lambda e: e.cell)
+        if elites:
+            self.ribs.add(
+                solution=np.array([e.id for e in elites], dtype=np.int64),
+                objective=np.array([e.objective for e in elites]),
+                measures=np.array([e.measures for e in elites]),
+            )
+
+    def add(self, candidate: Any) -> bool:
+        """Offer one evaluated candidate (any status); return whether it became an elite."""
+        view = _view(candidate)
+        if view.id in self._seen:
+            return False
+        score = self._score(view)
+        added = False
+        if score is not None:
+            cell = int(self.ribs.index_of_single(score[1]))
+            added = self._admit(view.id, score[0], score[1], cell)
+            if added:
+                self.ribs.add_single(view.id, score[0], score[1])
+        self._account(view, added)
+        return added
+
+    def _score(self, view: _View) -> tuple[float, list[float]] | None:
+        """(objective, measures) of a candidate that may enter the map, else ``None``."""
+        acc = view.accuracy
+        if acc is None:
+            return None
+        measures = descriptor_vector(self.config.descriptors, view.descriptors, view.metrics)
+        if measures is None:
+            return None
+        if self.config.objective == "val_accuracy":
+            return acc, measures
+        error, params = 1.0 - acc, view.metrics.get("params")
+        if error >= self.config.error_gate or params is None or float(params) <= 0:
+            return None
+        return -math.log10(float(params) * max(error, _MIN_ERROR)), measures
+
+    def _admit(self, cid: int, objective: float, measures: list[float], cell: int) -> bool:
+        current = self._cells.get(cell)
+        if current is not None and not objective > current.objective:
+            return False
+        self._cells[cell] = Elite(cid, objective, tuple(measures), cell)
+        return True
+
+    def _account(self, view: _View, added: bool) -> None:
+        """Remember the id, update the incumbent and the parents' curiosity scores."""
+        self._seen.add(view.id)
+        acc = view.accuracy
+        if acc is not None and (self._best is None or acc > self._best[0]):
+            self._best = (acc, view.id)
+        parents = view.parent_ids
+        if not parents:
+            return
+        cfg = self.config
+        if added:
+            delta = cfg.curiosity_added
+        else:
+            delta = cfg.curiosity_rejected if view.ok else cfg.curiosity_failed
+        curiosity = self._curiosity
+        for parent in parents if len(parents) == 1 else set(parents):
+            curiosity[parent] = curiosity.get(parent, 0.0) + delta
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def __contains__(self, candidate_id: object) -> bool:
+        return any(e.id == candidate_id for e in self._cells.values())
+
+    def elites(self) -> list[Elite]:
+        """Occupied cells, by candidate id."""
+        return sorted(self._cells.values(), key=lambda e: e.id)
+
+    def elite_ids(self) -> list[int]:
+        """Ids of the elites, ascending."""
+        return sorted(e.id for e in self._cells.values())
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of cells occupied."""
+        return len(self._cells) / self.ribs.cells
+
+    @property
+    def qd_score(self) -> float:
+        """Sum over elites of ``objective - offset`` (offset 0, or -10 for params_x_error)."""
+        return float(sum(e.objective - self._offset for e in self.elites()))
+
+    def best(self) -> int | None:
+        """Id of the candidate with the highest validation accuracy seen (earliest on ties)."""
+        return None if self._best is None else self._best[1]
+
+    @property
+    def best_accuracy(self) -> float | None:
+        """Validation accuracy of :meth:`best`."""
+        return None if self._best is None else self._best[0]
+
+    def curiosity(self, candidate_id: int) -> float:
+        """Curiosity score of a candidate (0.0 until one of its children is added)."""
+        return self._curiosity.get(candidate_id, 0.0)
+
+    # ------------------------------------------------------------------ parent selection
+
+    def select_parents(
+        self, n: int, rng: np.random.Generator, method: str | None = None
+    ) -> list[int]:
+        """``n`` parent ids drawn with replacement by ``method`` (default: the config's).
+
+        Returns an empty list when the archive has no elites.
+        """
+        elites, method = self.elites(), method or self.config.selection
+        if method not in ("uniform", "tournament", "curiosity"):
+            raise ArchiveError(f"selection must be uniform, tournament or curiosity: {method!r}")
+        if not elites or n <= 0:
+            return []
+        if method == "tournament":
+            k = min(self.config.tournament_size, len(elites))
+            rounds = [rng.choice(len(elites), size=k, replace=False) for _ in range(n)]
+            return [
+                max((elites[i] for i in r), key=lambda e: (e.objective, -e.id)).id for r in rounds
+            ]
+        if method == "uniform":
+            picks = rng.integers(0, len(elites), size=n)
+        else:
+            scores = np.array([self.curiosity(e.id) for e in elites])
+            weights = np.exp((scores - scores.max()) / self.config.curiosity_temperature)
+            picks = rng.choice(len(elites), size=n, p=weights / weights.sum())
+        return [elites[i].id for i in picks]
+
+
+class IslandArchive:
+    """Several independent QD archives with periodic ring migration of each island's best.
+
+    A candidate joins its first parent's island (seeds without parents go round-robin by id),
+    so a strategy that draws parents from island ``i`` keeps the children there. Every
+    ``migration_interval`` added candidates, each island's best elite is offered to the next.
+    """
+
+    def __init__(
+        self,
+        config: ArchiveConfig | dict[str, Any] | None = None,
+        *,
+        n_islands: int = 4,
+        migration_interval: int = 50,
+    ) -> None:
+        if n_islands < 1 or migration_interval < 1:
+            raise ArchiveError("n_islands and migration_interval must be at least 1")
+        self.islands = [QDArchive(config) for _ in range(n_islands)]
+        self.migration_interval = migration_interval
+        self._island_of: dict[int, int] = {}
+        self._added = 0
+
+    @classmethod
+    def from_candidates(
+        cls, candidates: Iterable[Any], config: ArchiveConfig | dict[str, Any] | None = None, **kw
+    ) -> IslandArchive:
+        """Rebuild by replaying candidates in id order (migrations happen at the same points)."""
+        archive = cls(config, **kw)
+        for cand in sorted(candidates, key=lambda c: c.id):
+            archive.add(cand)
+        return archive
+
+    def island_of(self, candidate: Any) -> int:
+        parents: Sequence[int] = candidate.parent_ids
+        if parents and parents[0] in self._island_of:
+            return self._island_of[parents[0]]
+        return int(candidate.id) % len(self.islands)
+
+    def add(self, candidate: Any) -> bool:
+        """Add to the candidate's island; migrate every ``migration_interval`` candidates."""
+        island = self.island_of(candidate)
+        self._island_of[int(candidate.id)] = island
+        added = self.islands[island].add(candidate)
+        self._added += 1
+        if self._added % self.migration_interval == 0:
+            self.migrate()
+        return added
+
+    def migrate(self) -> None:
+        """Offer each island's highest-objective elite to the next island (a ring)."""
+        bests = [max(isl.elites(), key=lambda e: e.objective, default=None) for isl in self.islands]
+        for i, elite in enumerate(bests):
+            if elite is not None:
+                target = self.islands[(i + 1) % len(self.islands)]
+                cell = int(target.ribs.index_of_single(elite.measures))
+                if target._admit(elite.id, elite.objective, list(elite.measures), cell):
+                    target.ribs.add_single(elite.id, elite.objective, elite.measures)
+
+    def select_parents(
+        self, n: int, rng: np.random.Generator, island: int, method: str | None = None
+    ) -> list[int]:
+        """:meth:`QDArchive.select_parents` on one island."""
+        return self.islands[island].select_parents(n, rng, method)
+
+    def elite_ids(self) -> list[int]:
+        """Ids that are an elite on some island, ascending."""
+        return sorted({i for island in self.islands for i in island.elite_ids()})
+
+
+def save_heatmap(archive: QDArchive, path: str | Path, *, title: str | None = None) -> Path:
+    """Write a PNG heatmap of a 2-descriptor archive's objectives (Agg, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = archive.config.descriptors
+    if len(names) != 2:
+        raise ArchiveError(f"a heatmap needs exactly 2 descriptors, this archive has {len(names)}")
+    dims = archive.config.dims()
+    grid = np.full((dims[1], dims[0]), np.nan)
+    elites = archive.elites()
+    if elites:
+        index = archive.ribs.int_to_grid_index(np.array([e.cell for e in elites]))
+        for elite, (gx, gy) in zip(elites, index, strict=True):
+            grid[gy, gx] = elite.objective
+    (x0, x1), (y0, y1) = archive.config.bounds()
+    fig = Figure(figsize=(6, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, origin="lower", extent=(x0, x1, y0, y1), aspect="auto", cmap="viridis")
+    label = {"params_x_error": "-log10(params x error)"}.get(archive.config.objective)
+    fig.colorbar(image, ax=ax, label=label or archive.config.objective)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(title or f"{len(archive)} elites, coverage {archive.coverage:.1%}")
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
