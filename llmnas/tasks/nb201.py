@@ -110,13 +110,14 @@ class NB201Task(Task):
         """Validation accuracy (fraction) of a canonical NB201 arch string; KeyError if unknown."""
         return _table(_column(self.dataset))[arch]
 
-    def evaluate_source(self, source: str) -> EvalResult:
+    def evaluate_source(self, source: str, *, gate: bool = True) -> EvalResult:
         """Answer a candidate from the table without running it.
 
-        The static gate (:func:`llmnas.gate.check`) runs first; its failures come back as they
-        are. A missing or malformed ``NB201_ARCH`` is a ``contract`` failure.
+        The static gate (:func:`llmnas.gate.check`) runs first unless ``gate=False`` (for a
+        caller that has gated the source already); its failures come back as they are. A
+        missing or malformed ``NB201_ARCH`` is a ``contract`` failure.
         """
-        found = _analyse(source)
+        found = _analyse(source, gate)
         if isinstance(found, Failure):
             status = Status.REJECTED if found.kind is FailureKind.REJECTED else Status.FAILED
             return EvalResult(status=status, failure=found)
@@ -140,17 +141,18 @@ _ANALYSED: dict[bytes, Failure | CellGenotype] = {}
 _ANALYSED_LIMIT = 50_000
 
 
-def _analyse(source: str) -> Failure | CellGenotype:
-    """Static gate, then ``NB201_ARCH``; memoised by the source's sha256."""
-    key = hashlib.sha256(source.encode("utf-8", "replace")).digest()
+def _analyse(source: str, gate: bool) -> Failure | CellGenotype:
+    """Static gate (if asked), then ``NB201_ARCH``; memoised by the source's sha256."""
+    key = hashlib.sha256(source.encode("utf-8", "replace")).digest() + bytes([gate])
     found = _ANALYSED.get(key)
     if found is not None:
         return found
-    gate = check(source)
-    arch = arch_from_source(gate.source) if gate.ok else None
+    gated = check(source) if gate else None
+    failure = None if gated is None else gated.failure
+    arch = arch_from_source(source if gated is None else gated.source) if failure is None else None
     result: Failure | CellGenotype
-    if gate.failure is not None:
-        result = gate.failure
+    if failure is not None:
+        result = failure
     elif arch is None:
         result = Failure(
             kind=FailureKind.CONTRACT,
