@@ -128,3 +128,150 @@ def _print_table(files, results, task: str) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+# ---------------------------------------------------------------------- run and resume
+
+
+def _progress_runner(budget: int):
+    """A rich live display: a progress bar plus best accuracy, coverage, tokens, failures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]evolving"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+    )
+    bar = progress.add_task("", total=budget)
+
+    def update(stats) -> None:
+        best = "-" if stats.best_val is None else f"{stats.best_val:.3f} (#{stats.best_id})"
+        fails = ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items())) or "none"
+        tokens = f" | tokens {stats.tokens:,} ${stats.cost:.3f}" if stats.tokens else ""
+        progress.update(
+            bar,
+            completed=stats.committed,
+            description=f"best val {best} | coverage {stats.coverage:.0%}{tokens} | failures: {fails}",
+        )
+
+    return progress, update
+
+
+def _run_and_report(start) -> None:
+    from llmnas.runner import RunError
+
+    progress, update = _progress_runner(0)
+    holder = {}
+
+    def ready(run, why: str) -> None:
+        holder["run"] = run
+        if why:
+            err.print(why)
+        err.print(
+            f"run {run.store.run_dir}: task {run.config.task}, strategy {run.strategy_name}, "
+            f"budget {run.config.budget}, seed {run.config.seed}, {run.config.workers} worker(s), "
+            f"sandbox {run.evaluator.isolation}"
+        )
+        progress.update(progress.task_ids[0], total=run.config.budget)
+        progress.start()
+
+    try:
+        stats = start(ready, update)
+    except RunError as exc:
+        progress.stop()
+        fail(str(exc))
+    finally:
+        progress.stop()
+    run = holder["run"]
+    err.print(f"stopped: {stats.stopped}")
+    if stats.stopped == "interrupted":
+        err.print(f"resume with: llmnas resume {run.store.run_dir}")
+    _summary(run.store.run_dir)
+
+
+def _summary(run_dir: Path) -> None:
+    from llmnas.inspect_run import best, open_run, rebuild_archive
+
+    with open_run(run_dir) as store:
+        cands = store.candidates()
+        archive = rebuild_archive(store)
+        inc = best(store)
+        ok = sum(c.status.value == "ok" for c in cands)
+    table = Table(title=f"archive {run_dir}")
+    for col in ("candidates", "ok", "elites", "coverage", "QD-score", "best val acc", "best id", "params"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(len(cands)),
+        str(ok),
+        str(len(archive)),
+        f"{archive.coverage:.1%}",
+        f"{archive.qd_score:.2f}",
+        "-" if inc is None else f"{inc.val_accuracy:.3f}",
+        "-" if inc is None else str(inc.id),
+        "-" if inc is None else f"{inc.result.metrics.get('params', 0):,}",
+    )
+    out.print(table)
+
+
+@app.command()
+def run(
+    task: str | None = typer.Option(None, help="task name (mnist1d, digits, cifar10, synthetic, nb201-*)"),
+    strategy: str | None = typer.Option(None, help="auto, llm, ast, random or regevo"),
+    budget: int | None = typer.Option(None, help="candidates to record"),
+    seed: int | None = typer.Option(None, help="seed of every random choice in the run"),
+    out_dir: Path | None = typer.Option(None, "--out", help="run folder, e.g. archive/NAME"),
+    llm: str | None = typer.Option(None, "--llm", help="openai:MODEL, hf:PATH, replay:FILE.jsonl or manual:DIR"),
+    llm_url: str | None = typer.Option(None, "--llm-url", help="base URL of an OpenAI-compatible server"),
+    epochs: int | None = typer.Option(None, help="training epochs per candidate (default: task recipe)"),
+    workers: int | None = typer.Option(None, help="sandbox workers"),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="stop when the LLM cost reaches this many dollars"),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="stop when the LLM used this many tokens"),
+    prompts: Path | None = typer.Option(None, "--prompts", help="folder of prompt templates overriding the shipped ones"),
+    wall_time: float | None = typer.Option(None, "--wall-time", help="stop after this many seconds"),
+    config: Path | None = typer.Option(None, "--config", help="TOML file with run settings"),
+) -> None:
+    """Run an architecture search and print the archive summary."""
+    from llmnas.config import ConfigError, load_config
+    from llmnas.runner import start_run
+
+    if strategy is not None and strategy not in ("auto", "llm", "ast", "random", "regevo"):
+        fail(f"--strategy must be one of auto, llm, ast, random, regevo; got {strategy!r}")
+    try:
+        cfg = load_config(config).with_overrides(
+            task=task,
+            strategy=strategy,
+            budget=budget,
+            seed=seed,
+            out=None if out_dir is None else str(out_dir),
+            epochs=epochs,
+            workers=workers,
+            device=device,
+            wall_time_s=wall_time,
+            llm_spec=llm,
+            llm_url=llm_url,
+            llm_max_cost=max_cost,
+            llm_max_tokens_total=max_tokens,
+            llm_prompts=None if prompts is None else str(prompts),
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    if prompts is not None and not prompts.is_dir():
+        fail(f"--prompts must be a folder of templates, got {str(prompts)!r}")
+    _run_and_report(lambda ready, update: start_run(cfg, ready, update))
+
+
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="the run folder, e.g. archive/NAME")) -> None:
+    """Continue a stopped or killed run; nothing committed is lost or trained twice."""
+    from llmnas.runner import resume_run
+
+    _run_and_report(lambda ready, update: resume_run(run_dir, ready, update))
+
+
+from llmnas import cli_archive  # noqa: E402  (registers the `archive` command group)
+
+app.add_typer(cli_archive.app, name="archive")

@@ -92,6 +92,21 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, stage: str) -> torch.Tenso
     return out
 
 
+def _shape_stats(model: torch.nn.Module) -> dict[str, int]:
+    """``depth``: layers with weights (linear, conv, recurrent, attention); ``width``: the
+    widest of them (output features, channels or hidden size)."""
+    nn = torch.nn
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase, nn.MultiheadAttention)
+    layers = [m for m in model.modules() if isinstance(m, kinds)]
+    widths = [
+        int(getattr(m, a))
+        for m in layers
+        for a in ("out_features", "out_channels", "hidden_size", "embed_dim")
+        if isinstance(getattr(m, a, None), int)
+    ]
+    return {"depth": len(layers), "width": max(widths, default=0)}
+
+
 def _flops(model: torch.nn.Module, x: torch.Tensor) -> int | None:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -193,6 +208,7 @@ def _stages(job: dict[str, Any], data: dict[str, np.ndarray], out: dict[str, Any
         )
     metrics = out["metrics"]
     metrics["params"] = int(sum(p.numel() for p in model.parameters()))
+    metrics.update(_shape_stats(model))
     flops = _flops(model, probe[:1])
     if flops is not None:
         metrics["flops"] = flops

@@ -33,7 +33,7 @@ from llmnas.sandbox.isolation import clean_env, hidden_paths, isolation_mode, wo
 
 __all__ = ["ChildReport", "SandboxError", "SandboxPool"]
 
-CHILD_METRICS = ("params", "flops", "train_seconds", "train_steps")
+CHILD_METRICS = ("params", "flops", "depth", "width", "train_seconds", "train_steps")
 _RESULT_LIMIT = 1_000_000
 _OUTPUT_TAIL = 400
 

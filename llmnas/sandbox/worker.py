@@ -31,6 +31,7 @@ import torch
 import torch._dynamo  # noqa: F401  (the optimisers import it lazily on their first step)
 import torch.utils.flop_counter  # noqa: F401
 
+import llmnas.proxies as proxies
 import llmnas.sandbox.child as child
 
 
@@ -67,6 +68,7 @@ def _warm_up() -> None:
     attn = nn.MultiheadAttention(8, 2, batch_first=True)
     q = torch.randn(2, 5, 8)
     attn(q, q, q)[0].sum().backward()
+    proxies.warm_up()
 
 
 PR_SET_CHILD_SUBREAPER = 36

@@ -1,0 +1,235 @@
+"""``llmnas archive list|show|best|export|lineage RUN``: inspect a stored run.
+
+With ``--json``, ``list`` prints one object per candidate per line and ``best`` one object
+with ``id`` and ``metrics`` (see DESIGN, command line). Accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from llmnas.cli import err, fail, out
+from llmnas.store import StoreError
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True, help="Inspect a run: candidates, elites, lineage, export.")
+
+RUN = typer.Argument(..., help="the run folder, e.g. archive/NAME")
+JSON = typer.Option(False, "--json", help="machine-readable output")
+
+
+def _open(run_dir: Path):
+    from llmnas.inspect_run import open_run
+
+    try:
+        return open_run(run_dir)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@app.command("list")
+def list_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
+    """Every candidate: operator, parents, status, failure, accuracy, size."""
+    from llmnas.inspect_run import list_rows
+
+    with _open(run_dir) as store:
+        rows = list_rows(store)
+    if as_json:
+        for r in rows:
+            _emit(r)
+        return
+    table = Table(title=f"{run_dir}: {len(rows)} candidates")
+    for col in ("id", "gen", "operator", "parents", "status", "val acc", "params", "failure"):
+        table.add_column(col)
+    for r in rows:
+        failure = "" if r["failure_kind"] is None else f"{r['failure_kind']}: {(r['failure_message'] or '')[:60]}"
+        table.add_row(
+            str(r["id"]),
+            str(r["generation"]),
+            r["operator"],
+            ",".join(map(str, r["parent_ids"])),
+            r["status"],
+            _fmt(r["val_accuracy"]),
+            _fmt(r["params"], ","),
+            failure,
+        )
+    out.print(table)
+
+
+@app.command()
+def show(
+    run_dir: Path = RUN,
+    as_json: bool = JSON,
+    heatmap: Path | None = typer.Option(None, help="PNG path (default: RUN/heatmap.png)"),
+) -> None:
+    """Summary: counts by status and failure kind, coverage, QD-score, elites, heatmap PNG."""
+    from collections import Counter
+
+    from llmnas.archive import ArchiveError, save_heatmap
+    from llmnas.inspect_run import best, rebuild_archive
+
+    with _open(run_dir) as store:
+        cands = store.candidates()
+        archive = rebuild_archive(store)
+        inc = best(store)
+        config = store.config()
+        calls = store.llm_calls()
+    statuses = Counter(c.status.value for c in cands)
+    failures = Counter(c.result.failure.kind.value for c in cands if c.result.failure)
+    by_op = Counter(c.operator for c in cands)
+    valid_by_op = Counter(c.operator for c in cands if c.status.value == "ok")
+    png = heatmap or Path(run_dir) / "heatmap.png"
+    try:
+        save_heatmap(archive, png)
+        png_path: str | None = str(png)
+    except ArchiveError as exc:
+        png_path = None
+        err.print(f"no heatmap: {exc}")
+    tokens = sum((c.get("usage") or {}).get("prompt_tokens", 0) + (c.get("usage") or {}).get("completion_tokens", 0) for c in calls)
+    summary = {
+        "run": str(run_dir),
+        "task": config.get("task"),
+        "strategy": config.get("strategy"),
+        "candidates": len(cands),
+        "status": dict(statuses),
+        "failures": dict(failures),
+        "valid_rate_by_operator": {op: valid_by_op[op] / n for op, n in by_op.items()},
+        "elites": len(archive),
+        "coverage": archive.coverage,
+        "qd_score": archive.qd_score,
+        "best": None if inc is None else {"id": inc.id, "metrics": inc.result.metrics},
+        "llm_calls": len(calls),
+        "llm_tokens": tokens,
+        "heatmap": png_path,
+    }
+    if as_json:
+        _emit(summary)
+        return
+    table = Table(title=f"{run_dir} — task {summary['task']}, strategy {summary['strategy']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("candidates", str(len(cands)))
+    for status, n in sorted(statuses.items()):
+        table.add_row(f"  {status}", str(n))
+    for kind, n in sorted(failures.items()):
+        table.add_row(f"  failure: {kind}", str(n))
+    for op, rate in sorted(summary["valid_rate_by_operator"].items()):
+        table.add_row(f"  valid rate, {op}", f"{rate:.0%} of {by_op[op]}")
+    table.add_row("elites", str(len(archive)))
+    table.add_row("coverage", f"{archive.coverage:.1%}")
+    table.add_row("QD-score", f"{archive.qd_score:.3f}")
+    if inc is not None:
+        table.add_row("best val accuracy", f"{inc.val_accuracy:.3f} (#{inc.id})")
+        table.add_row("best params", f"{inc.result.metrics.get('params', 0):,}")
+    table.add_row("LLM calls / tokens", f"{len(calls)} / {tokens:,}")
+    table.add_row("heatmap", png_path or "-")
+    out.print(table)
+
+
+@app.command("best")
+def best_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
+    """The incumbent, chosen on validation accuracy."""
+    from llmnas.inspect_run import best
+
+    with _open(run_dir) as store:
+        inc = best(store)
+    if inc is None:
+        fail(f"run {run_dir} has no successfully evaluated candidate yet")
+    obj = {"id": inc.id, "operator": inc.operator, "parent_ids": inc.parent_ids, "metrics": inc.result.metrics}
+    if as_json:
+        _emit(obj)
+        return
+    out.print(f"best candidate #{inc.id} ({inc.operator}): val accuracy {inc.val_accuracy:.3f}, params {inc.result.metrics.get('params', 0):,}")
+    out.print(inc.source)
+
+
+@app.command()
+def lineage(
+    run_dir: Path = RUN,
+    candidate: int | None = typer.Argument(None, help="candidate id (default: the incumbent)"),
+    as_json: bool = JSON,
+) -> None:
+    """Ancestry of a candidate, with the operator, edit or prompt behind each step."""
+    from llmnas.inspect_run import best
+    from llmnas.inspect_run import lineage as trace
+
+    with _open(run_dir) as store:
+        if candidate is None:
+            inc = best(store)
+            if inc is None:
+                fail(f"run {run_dir} has no successfully evaluated candidate yet")
+            candidate = inc.id
+        try:
+            steps = trace(store, candidate)
+        except StoreError as exc:
+            fail(str(exc))
+    if as_json:
+        for step in steps:
+            _emit(step)
+        return
+    for step in steps:
+        how = step["instruction"] or step["edit"] or ""
+        out.print(
+            f"#{step['id']} gen {step['generation']} {step['operator']:9} parents {step['parent_ids']} "
+            f"{step['status']} val {_fmt(step['val_accuracy'])} params {_fmt(step['params'], ',')}  {how}",
+            highlight=False,
+        )
+
+
+@app.command()
+def export(
+    run_dir: Path = RUN,
+    candidate: int | None = typer.Argument(None, help="candidate id (default: the incumbent)"),
+    to: Path = typer.Option(Path("export"), "--to", help="output folder"),
+    weights: bool = typer.Option(True, help="retrain with the run's recipe and save safetensors weights"),
+) -> None:
+    """Write a candidate as a standalone .py plus trained weights (safetensors)."""
+    from llmnas.evaluator import EvalSettings, Evaluator
+    from llmnas.inspect_run import best
+    from llmnas.inspect_run import export as write
+    from llmnas.tasks import get_task
+
+    with _open(run_dir) as store:
+        if candidate is None:
+            inc = best(store)
+            if inc is None:
+                fail(f"run {run_dir} has no successfully evaluated candidate yet")
+            candidate = inc.id
+        try:
+            cand = store.get(candidate)
+        except StoreError as exc:
+            fail(str(exc))
+        config = store.config()
+        blob = None
+        if weights:
+            task = get_task(config["task"])
+            if task.tabular:
+                fail("tabular tasks have no trained weights; use --no-weights")
+            settings = EvalSettings(epochs=config.get("epochs"), save_weights=True, seed=config.get("seed"))
+            with Evaluator(task, device=config.get("device", "cpu"), settings=settings) as ev:
+                result, blob = ev.evaluate_with_weights(cand.source)
+            if not result.ok:
+                fail(f"candidate #{candidate} did not retrain: {result.failure.message}")
+        paths = write(store, candidate, to, blob)
+    for p in paths:
+        out.print(str(p))
+    if blob is not None:
+        out.print(
+            "load with: model = Model(input_shape, num_classes); "
+            "model.load_state_dict(safetensors.torch.load_file(PATH))",
+            highlight=False,
+        )

@@ -1,0 +1,116 @@
+"""Run configuration: one frozen pydantic model, loadable from TOML, overridable from the CLI.
+
+Precedence: defaults < ``--config FILE.toml`` < command-line options. The resolved config is
+stored in the run's store, and ``llmnas resume`` rebuilds the run from it. Every field is
+used somewhere; unknown keys in a TOML file are an error (a typo must not be silently ignored).
+
+Example ``run.toml``::
+
+    task = "mnist1d"
+    strategy = "ast"
+    budget = 50
+    seed = 0
+    workers = 2
+
+    [archive]
+    descriptors = ["log10_params", "log10_flops"]
+    selection = "tournament"
+
+    [cascade]            # see llmnas/cascade.py
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmnas.archive import ArchiveConfig
+
+__all__ = ["ConfigError", "LLMSettings", "RunConfig", "load_config"]
+
+STRATEGIES = ("auto", "llm", "ast", "random", "regevo", "darts")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message is one line."""
+
+
+class LLMSettings(BaseModel):
+    """The language model used by the ``llm`` strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str | None = None
+    url: str | None = None
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    max_tokens: int = Field(2048, ge=64)
+    max_concurrency: int = Field(2, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    max_cost: float | None = Field(None, gt=0)
+    max_tokens_total: int | None = Field(None, gt=0)
+    prompts: str | None = None
+    crossover_rate: float = Field(0.2, ge=0.0, le=1.0)
+    fix_rate: float = Field(0.3, ge=0.0, le=1.0)
+    parents: int = Field(2, ge=1, le=8)
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; stored with the run so it can be resumed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = "mnist1d"
+    strategy: Literal["auto", "llm", "ast", "random", "regevo", "darts"] = "auto"
+    budget: int = Field(50, ge=1, description="candidates to record, whatever their fate")
+    seed: int = 0
+    out: str | None = None
+    epochs: int | None = Field(None, ge=0, description="training epochs (default: task recipe)")
+    workers: int = Field(1, ge=1)
+    device: str = "cpu"
+    timeout_s: float = Field(600.0, gt=0)
+    memory_mb: int = Field(4096, gt=0)
+    wall_time_s: float | None = Field(None, gt=0)
+    proposal_queue: int = Field(2, ge=1, description="proposals prepared ahead per worker")
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    cascade: dict[str, Any] = Field(default_factory=dict)
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+
+    def with_overrides(self, **overrides: Any) -> RunConfig:
+        """A copy with the given (non-None) fields replaced and validated."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key.startswith("llm_"):
+                data["llm"][key[4:]] = value
+            else:
+                data[key] = value
+        return validated(data)
+
+
+def validated(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"config {where}: {first['msg']}") from None
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Defaults, or the TOML file at ``path``; :class:`ConfigError` on any problem."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return validated(data)

@@ -1,0 +1,109 @@
+"""Read-only views of a stored run for ``llmnas archive``: rows, the incumbent, lineage, export.
+
+Everything here reads the store (never the live loop) and returns plain data; the CLI formats
+it. The incumbent is chosen on validation accuracy only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmnas.archive import QDArchive
+from llmnas.records import Candidate, Status
+from llmnas.store import RunStore, StoreError
+
+__all__ = ["best", "export", "lineage", "list_rows", "open_run", "rebuild_archive", "row"]
+
+
+def open_run(run_dir: str | Path) -> RunStore:
+    """Open a run read-only; :class:`StoreError` (one line) when it is not a run."""
+    return RunStore.open(Path(run_dir), read_only=True)
+
+
+def row(c: Candidate) -> dict[str, Any]:
+    """The ``archive list --json`` object of one candidate (see DESIGN, command line)."""
+    m = c.result.metrics
+    return {
+        "id": c.id,
+        "parent_ids": list(c.parent_ids),
+        "operator": c.operator,
+        "generation": c.generation,
+        "status": c.status.value,
+        "failure_kind": None if c.result.failure is None else c.result.failure.kind.value,
+        "failure_message": None if c.result.failure is None else c.result.failure.message,
+        "failure_stage": None if c.result.failure is None else c.result.failure.stage,
+        "hash": c.hash,
+        "val_accuracy": m.get("val_accuracy"),
+        "params": m.get("params"),
+        "flops": m.get("flops"),
+        "train_seconds": m.get("train_seconds"),
+        "descriptors": dict(c.descriptors),
+    }
+
+
+def list_rows(store: RunStore) -> list[dict[str, Any]]:
+    return [row(c) for c in store.candidates()]
+
+
+def best(store: RunStore) -> Candidate | None:
+    """The incumbent: highest validation accuracy among ok candidates (lowest id on ties)."""
+    ok = [c for c in store.candidates(status=Status.OK.value) if c.val_accuracy is not None]
+    return max(ok, key=lambda c: (c.val_accuracy, -c.id)) if ok else None
+
+
+def rebuild_archive(store: RunStore) -> QDArchive:
+    from llmnas.archive import ArchiveConfig
+
+    config = ArchiveConfig.model_validate(store.config().get("archive", {}))
+    return QDArchive.from_candidates(store.candidates(), config)
+
+
+def lineage(store: RunStore, candidate_id: int) -> list[dict[str, Any]]:
+    """Ancestry of a candidate, oldest first: each step with operator, edit or prompt."""
+    try:
+        start = store.get(candidate_id)
+    except (KeyError, StoreError):
+        raise StoreError(f"no candidate with id {candidate_id}") from None
+    seen: dict[int, Candidate] = {}
+    todo = [start]
+    while todo:
+        c = todo.pop()
+        if c.id in seen:
+            continue
+        seen[c.id] = c
+        todo.extend(store.get(p) for p in c.parent_ids if p not in seen)
+    steps = []
+    for c in sorted(seen.values(), key=lambda c: c.id):
+        meta = c.meta
+        prompt = meta.get("prompt")
+        steps.append(
+            {
+                **row(c),
+                "instruction": meta.get("instruction"),
+                "edit": meta.get("description") or meta.get("edit"),
+                "prompt": prompt[-1]["content"] if isinstance(prompt, list) and prompt else None,
+                "reply": meta.get("reply"),
+            }
+        )
+    return steps
+
+
+def export(store: RunStore, candidate_id: int, out_dir: Path, weights: bytes | None) -> list[Path]:
+    """Write ``candidate_<id>.py`` (standalone, the contract's ``Model``), its metadata and,
+    when given, the trained weights as safetensors."""
+    c = store.get(candidate_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    code = out_dir / f"candidate_{c.id}.py"
+    code.write_text(c.source)
+    written.append(code)
+    info = out_dir / f"candidate_{c.id}.json"
+    info.write_text(json.dumps({**row(c), "config": store.config()}, indent=2, default=str))
+    written.append(info)
+    if weights is not None:
+        path = out_dir / f"candidate_{c.id}.safetensors"
+        path.write_bytes(weights)
+        written.append(path)
+    return written

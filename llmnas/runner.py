@@ -1,0 +1,204 @@
+"""Assemble a run from its config: task, evaluator, strategy, store, archive, cascade, loop.
+
+``start_run`` creates ``archive/<name>/`` and runs; ``resume_run`` reopens it with the config
+that was stored and continues. Both return the loop's statistics. User-facing problems raise
+:class:`RunError` (one line); the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmnas.archive import QDArchive
+from llmnas.config import RunConfig, validated
+from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
+from llmnas.loop import CallQueue, LoopStats, RunLoop
+from llmnas.store import RunStore, StoreError
+from llmnas.tasks import Task, TaskError, get_task
+
+__all__ = ["RunError", "Run", "choose_strategy", "resume_run", "start_run"]
+
+
+class RunError(Exception):
+    """A run cannot start (bad config, unknown task, LLM misconfigured); one line."""
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    store: RunStore
+    loop: RunLoop
+    evaluator: Evaluator
+    strategy_name: str
+    llm_spec: str | None
+
+
+def choose_strategy(config: RunConfig) -> tuple[str, str | None, str]:
+    """The concrete strategy, the LLM spec (if any) and a one-line explanation."""
+    spec = config.llm.spec
+    if config.strategy != "auto":
+        if config.strategy == "llm" and spec is None:
+            spec = _spec_from_env()
+            if spec is None:
+                raise RunError("--strategy llm needs --llm SPEC (or OPENAI_BASE_URL/OPENAI_API_KEY)")
+        return config.strategy, spec if config.strategy == "llm" else None, ""
+    if spec is None:
+        spec = _spec_from_env()
+    if spec is not None:
+        return "llm", spec, f"strategy auto: using the LLM operator ({spec})"
+    return "ast", None, "strategy auto: no LLM configured, using the AST operator"
+
+
+def _spec_from_env() -> str | None:
+    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        return "openai:" + os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
+    return None
+
+
+def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archive, calls, seed):
+    opts = dict(config.strategy_options)
+    if name in ("random", "regevo"):
+        from llmnas.spaces import make_space
+        from llmnas.strategies.random_search import RandomSearch
+        from llmnas.strategies.regevo import RegularizedEvolution
+
+        kind = opts.pop("space", "cell")
+        space = task.space() if task.tabular else make_space(kind, task.input_shape, task.num_classes, **opts.pop("space_options", {}))
+        if name == "random":
+            return RandomSearch(space=space, seed=seed, **opts)
+        return RegularizedEvolution(space=space, seed=seed, **opts)
+    from llmnas.operators.code_ops import ASTOperator, LLMOperator
+    from llmnas.strategies.evolution import EvolutionStrategy
+
+    if name == "ast":
+        operator: Any = ASTOperator(input_shape=task.input_shape)
+    elif name == "llm":
+        from llmnas.llm import Budget, LLMConfigError, make_llm
+
+        budget = Budget(max_tokens=config.llm.max_tokens_total, max_cost=config.llm.max_cost)
+        try:
+            llm = make_llm(
+                spec or "",
+                url=config.llm.url,
+                device=resolve_device(config.device),
+                recorder=calls,
+                max_concurrency=config.llm.max_concurrency,
+                timeout_s=config.llm.timeout_s,
+                max_retries=config.llm.max_retries,
+                seed=seed,
+                budget=budget,
+            )
+        except LLMConfigError as exc:
+            raise RunError(str(exc)) from None
+        operator = LLMOperator(llm=llm, task=task, settings=config.llm, seed=seed)
+    else:
+        raise RunError(f"strategy {name!r} is not available; expected auto, llm, ast, random or regevo")
+    return EvolutionStrategy(
+        operator=operator,
+        archive=archive,
+        seeds=task.seed_programs(),
+        seed=seed,
+        parents=config.llm.parents,
+        crossover_rate=config.llm.crossover_rate,
+        fix_rate=config.llm.fix_rate,
+    )
+
+
+def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
+    try:
+        task = get_task(config.task)
+        if not task.tabular:
+            task.load()
+    except TaskError as exc:
+        raise RunError(str(exc)) from None
+    name, spec, _ = choose_strategy(config)
+    archive = QDArchive(config.archive)
+    calls = CallQueue()
+    # a resumed run continues with fresh randomness: the seed mixes in the committed count
+    count = store.count()
+    seed = config.seed if count == 0 else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
+    strategy = _strategy(name, spec, config, task, archive, calls, seed)
+    cascade = None
+    if config.cascade:
+        from llmnas.cascade import Cascade, CascadeConfig
+
+        cascade = Cascade(config=CascadeConfig.model_validate(config.cascade), seed=config.seed)
+    settings = EvalSettings(
+        epochs=config.epochs, timeout_s=config.timeout_s, memory_mb=config.memory_mb
+    )
+    evaluator = Evaluator(task, workers=config.workers, device=config.device, settings=settings)
+    loop = RunLoop(
+        strategy=strategy,
+        store=store,
+        archive=archive,
+        evaluator=evaluator,
+        budget=config.budget,
+        workers=config.workers,
+        settings=settings,
+        cascade=cascade,
+        calls=calls,
+        wall_time_s=config.wall_time_s,
+        queue_per_worker=config.proposal_queue,
+        on_progress=on_progress,
+    )
+    return Run(config, store, loop, evaluator, name, spec)
+
+
+def _execute(run: Run) -> LoopStats:
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupt(signum, frame):  # first Ctrl-C: stop gracefully; second: default
+        run.loop.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        return run.loop.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        run.evaluator.close()
+        run.store.close()
+
+
+def start_run(config: RunConfig, on_ready: Callable[[Run, str], None] | None = None, on_progress=None) -> LoopStats:
+    if config.out is None:
+        raise RunError("--out archive/NAME is required")
+    name, spec, why = choose_strategy(config)
+    resolved = validated({**config.model_dump(), "strategy": name, "llm": {**config.llm.model_dump(), "spec": spec}})
+    try:
+        store = RunStore.create(
+            Path(config.out), config=resolved.model_dump(mode="json"), seeds={"seed": config.seed}
+        )
+    except StoreError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        run = _build(resolved, store, on_progress)
+    except BaseException:
+        store.close()
+        raise
+    if on_ready:
+        on_ready(run, why)
+    return _execute(run)
+
+
+def resume_run(run_dir: str | Path, on_ready=None, on_progress=None) -> LoopStats:
+    try:
+        store = RunStore.open(Path(run_dir))
+        config = validated(store.config())
+    except StoreError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        run = _build(config, store, on_progress)
+    except BaseException:
+        store.close()
+        raise
+    if on_ready:
+        on_ready(run, f"resuming {run_dir}: {store.count()} candidates committed, {len(store.pending())} pending")
+    return _execute(run)
