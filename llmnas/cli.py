@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from llmnas import cli_archive
+from llmnas.cli_common import err, fail, out
 
 __all__ = ["app", "fail"]
 
@@ -21,19 +22,11 @@ app = typer.Typer(
     no_args_is_help=True,
     help="LLM-driven evolutionary neural architecture search over PyTorch source code.",
 )
-err = Console(stderr=True)
-out = Console()
 
 
 @app.callback()
 def _root() -> None:
     """LLM-driven evolutionary neural architecture search over PyTorch source code."""
-
-
-def fail(message: str) -> NoReturn:
-    """Bad user input: one line, exit code 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _proxies(text: str) -> tuple[str, ...]:
@@ -272,6 +265,5 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder, e.g. archiv
     _run_and_report(lambda ready, update: resume_run(run_dir, ready, update))
 
 
-from llmnas import cli_archive  # noqa: E402  (registers the `archive` command group)
-
 app.add_typer(cli_archive.app, name="archive")
+

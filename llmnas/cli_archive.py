@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from llmnas.cli import err, fail, out
+from llmnas.cli_common import err, fail, out
 from llmnas.store import StoreError
 
 __all__ = ["app"]

@@ -118,9 +118,12 @@ class RunLoop:
     def restore(self) -> list[tuple[int, Proposal]]:
         """Rebuild archive and strategy from the store; returns the pending proposals."""
         done = self.store.candidates()
+        self.stats.committed = len(done)
         for cand in done:
             self._note(cand)
             self.archive.add(cand)
+            if cand.result.failure is not None:
+                self.stats.failures[cand.result.failure.kind.value] += 1
         if done:
             self.strategy.tell(done)
         return self.store.pending()

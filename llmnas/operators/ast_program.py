@@ -40,6 +40,7 @@ from llmnas.operators.ast_layers import (
     set_arg,
     spatial_dim,
 )
+from llmnas.operators.ast_render import to_source
 
 __all__ = ["Item", "Program"]
 
@@ -343,77 +344,12 @@ class Program:
         tail = self.init.body[-3:]
         return len(tail) == 3 and "torch.zeros(2, *input_shape)" in ast.unparse(tail[1])
 
-    def _bound(self) -> set[str]:
-        names: set[str] = set()
-        for node in self.tree.body:
-            if isinstance(node, ast.Import):
-                names |= {a.asname or a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                names |= {a.asname or a.name for a in node.names}
-            elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.Assign)):
-                names |= {getattr(node, "name", "")}
-        return names
-
     def render(self) -> str:
         """Add what the edits need (dry run for lazy layers, imports) and unparse."""
         lazy = any((layer_name(n) or "").startswith("Lazy") for n in ast.walk(self.tree))
         if lazy and not self._has_dry_run():
             self.init.body.extend(ast.parse(_DRY_RUN).body)
-        used = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)}
-        bound, missing = self._bound(), []
-        if "torch" in used and "torch" not in bound:
-            missing.append("import torch")
-        if "nn" in used and "nn" not in bound:
-            missing.append("from torch import nn")
-        if missing:
-            at = 0
-            for i, node in enumerate(self.tree.body):
-                if isinstance(node, (ast.Import, ast.ImportFrom)) or (
-                    i == 0 and isinstance(node, ast.Expr)
-                ):
-                    at = i + 1
-            self.tree.body[at:at] = ast.parse("\n".join(missing)).body
-        source = ast.unparse(ast.fix_missing_locations(self.tree))
-        wrapped = "\n".join(_wrap(line) for line in source.splitlines())
-        try:
-            same = ast.dump(ast.parse(wrapped)) == ast.dump(ast.parse(source))
-        except SyntaxError:
-            same = False
-        return (wrapped if same else source) + "\n"
-
-
-def _wrap(line: str, limit: int = 100) -> str:
-    """Put the arguments of a long ``Sequential(...)``/``SkipAdd(...)`` one per line."""
-    if len(line) <= limit:
-        return line
-    start = max(line.find("Sequential("), line.find(f"{SKIP_CLASS}("))
-    if start < 0:
-        return line
-    open_at = line.index("(", start)
-    parts, depth, quote, last = [], 0, "", open_at + 1
-    for i in range(open_at, len(line)):
-        ch = line[i]
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth == 0:
-                parts.append(line[last:i].strip())
-                close_at = i
-                break
-        elif ch == "," and depth == 1:
-            parts.append(line[last:i].strip())
-            last = i + 1
-    else:
-        return line
-    indent = " " * (len(line) - len(line.lstrip()))
-    inner = [_wrap(f"{indent}    {part},", limit) for part in parts if part]
-    tail = _wrap(f"{indent}){line[close_at + 1 :]}", limit)
-    return "\n".join([line[: open_at + 1], *inner, tail])
+        return to_source(self.tree)
 
 
 def _self_call(node: ast.AST) -> str | None:

@@ -1,0 +1,151 @@
+"""End-to-end runs on the synthetic task through the real CLI, store and sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmnas.store import RunStore
+
+LLMNAS = [sys.executable, "-m", "llmnas"]
+
+PROGRAM = '''
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1], {width}), nn.ReLU(), nn.Linear({width}, num_classes))
+
+    def forward(self, x):
+        return self.net(x)
+'''
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    return subprocess.run(
+        [*LLMNAS, *args], capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})}
+    )
+
+
+def rows(run_dir: Path) -> list[dict]:
+    res = cli("archive", "list", str(run_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
+def test_ast_run_end_to_end(tmp_path):
+    run_dir = tmp_path / "ast"
+    res = cli("run", "--task", "synthetic", "--strategy", "auto", "--budget", "8", "--seed", "1", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    assert "using the AST operator" in res.stderr
+    listed = rows(run_dir)
+    assert [r["id"] for r in listed] == list(range(1, 9))
+    assert {"id", "parent_ids", "operator", "status", "failure_kind", "hash", "val_accuracy", "params"} <= set(listed[0])
+    assert [r["operator"] for r in listed[:2]] == ["seed", "seed"]
+    assert all(r["operator"] == "ast" and r["parent_ids"] for r in listed[2:])
+    ok_hashes = [r["hash"] for r in listed if r["status"] == "ok"]
+    assert len(ok_hashes) == len(set(ok_hashes)), "a duplicate was trained twice"
+    best = json.loads(cli("archive", "best", str(run_dir), "--json").stdout)
+    assert best["metrics"]["val_accuracy"] == max(r["val_accuracy"] or 0 for r in listed)
+    assert 0.0 <= best["metrics"]["val_accuracy"] <= 1.0
+    show = json.loads(cli("archive", "show", str(run_dir), "--json").stdout)
+    assert show["candidates"] == 8 and Path(show["heatmap"]).is_file()
+
+
+def test_replay_run_records_failures_duplicates_and_stops_cleanly(tmp_path):
+    cassette = tmp_path / "cassette.jsonl"
+    replies = [
+        "Here is a wider network:\n```python\n" + PROGRAM.format(width=32) + "```",
+        "I cannot help with that.",
+        "```python\n" + PROGRAM.format(width=32) + "```",  # the same program again
+        "```python\n" + PROGRAM.format(width=16)[:-40] + "```",  # truncated
+    ]
+    cassette.write_text("".join(json.dumps({"response": r}) + "\n" for r in replies))
+    run_dir = tmp_path / "replay"
+    res = cli("run", "--task", "synthetic", "--llm", f"replay:{cassette}", "--budget", "20", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    assert "exhausted" in res.stderr
+    listed = rows(run_dir)
+    by_op = [r for r in listed if r["operator"] != "seed"]
+    assert len(by_op) == 4
+    kinds = sorted((r["status"], r["failure_kind"]) for r in by_op)
+    assert kinds == [("failed", "syntax"), ("failed", "syntax"), ("ok", None), ("rejected", "rejected")]
+    with RunStore.open(run_dir, read_only=True) as store:
+        calls = store.llm_calls()
+        assert sum(c["error"] is None for c in calls) == 4
+        assert [c for c in calls if c["error"]] and all("exhausted" in c["error"].lower() or "cassette" in c["error"].lower() for c in calls if c["error"])
+        mutated = [c for c in store.candidates() if c.status.value == "ok" and c.operator != "seed"][0]
+        assert "wider" in mutated.meta["reply"] and mutated.meta["prompt"][0]["role"] == "system"
+
+
+def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
+    run_dir = tmp_path / "killed"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    proc = subprocess.Popen(
+        [*LLMNAS, "run", "--task", "synthetic", "--strategy", "ast", "--budget", "14", "--epochs", "40",
+         "--seed", "3", "--out", str(run_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=base, start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    committed = 0
+    while time.monotonic() < deadline and committed < 4:
+        time.sleep(0.3)
+        if (run_dir / "run.sqlite").exists():
+            try:
+                with RunStore.open(run_dir, read_only=True) as store:
+                    committed = store.count()
+            except Exception:  # noqa: BLE001 - the writer may be creating it
+                committed = 0
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert committed >= 4, "the run did not get going"
+    with RunStore.open(run_dir, read_only=True) as store:
+        before = {c.id: (c.hash, c.result.metrics.get("val_accuracy")) for c in store.candidates()}
+    res = cli("resume", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    with RunStore.open(run_dir) as store:
+        after = store.candidates()
+        assert store.pending() == []
+        assert store.integrity_check() == "ok"
+    assert len(after) == 14
+    assert [c.id for c in after] == list(range(1, 15))
+    for c in after:
+        if c.id in before:
+            assert (c.hash, c.result.metrics.get("val_accuracy")) == before[c.id]
+    trained = [c.hash for c in after if c.status.value == "ok"]
+    assert len(trained) == len(set(trained)), "something was trained twice"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--task", "imagenet", "--out", "x"], "unknown task"),
+        (["run", "--task", "synthetic", "--strategy", "magic", "--out", "x"], "--strategy"),
+        (["resume", "/nonexistent/run"], "no such run"),
+        (["archive", "list", "/nonexistent/run"], "no such run"),
+        (["evaluate", "/nonexistent.py", "--task", "synthetic"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    res = cli(*args)
+    assert res.returncode == 2
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_config_is_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("task = 'synthetic'\nbudgett = 3\n")
+    res = cli("run", "--config", str(bad), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2 and "budgett" in res.stderr
