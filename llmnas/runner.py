@@ -171,6 +171,12 @@ def start_run(config: RunConfig, on_ready: Callable[[Run, str], None] | None = N
     if config.out is None:
         raise RunError("--out archive/NAME is required")
     name, spec, why = choose_strategy(config)
+    try:
+        get_task(config.task)  # fail on a bad task before anything is created
+    except TaskError as exc:
+        raise RunError(str(exc)) from None
+    out_dir = Path(config.out)
+    existed = out_dir.exists()
     resolved = validated({**config.model_dump(), "strategy": name, "llm": {**config.llm.model_dump(), "spec": spec}})
     try:
         store = RunStore.create(
@@ -182,6 +188,10 @@ def start_run(config: RunConfig, on_ready: Callable[[Run, str], None] | None = N
         run = _build(resolved, store, on_progress)
     except BaseException:
         store.close()
+        if not existed:  # nothing ran: leave no half-made run folder behind
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
         raise
     if on_ready:
         on_ready(run, why)

@@ -93,7 +93,7 @@ def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
     run_dir = tmp_path / "killed"
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     proc = subprocess.Popen(
-        [*LLMNAS, "run", "--task", "synthetic", "--strategy", "ast", "--budget", "14", "--epochs", "40",
+        [*LLMNAS, "run", "--task", "synthetic", "--strategy", "ast", "--budget", "10", "--epochs", "30",
          "--seed", "3", "--out", str(run_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=base, start_new_session=True,
     )
@@ -118,8 +118,8 @@ def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
         after = store.candidates()
         assert store.pending() == []
         assert store.integrity_check() == "ok"
-    assert len(after) == 14
-    assert [c.id for c in after] == list(range(1, 15))
+    assert len(after) == 10
+    assert [c.id for c in after] == list(range(1, 11))
     for c in after:
         if c.id in before:
             assert (c.hash, c.result.metrics.get("val_accuracy")) == before[c.id]
@@ -137,11 +137,13 @@ def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
         (["evaluate", "/nonexistent.py", "--task", "synthetic"], "not found"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, needle):
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    args = [str(tmp_path / a) if a == "x" else a for a in args]
     res = cli(*args)
     assert res.returncode == 2
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists(), "a failed start must not leave a run folder"
 
 
 def test_malformed_config_is_exit_2(tmp_path):
