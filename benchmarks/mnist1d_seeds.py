@@ -41,7 +41,9 @@ def main() -> None:
         with ThreadPoolExecutor(args.workers) as pool:
             results = list(pool.map(run, jobs))
     print(f"MNIST-1D reference models, {epochs} epochs, {args.seeds} seeds, test accuracy (%)\n")
-    print(f"{'model':10}{'params':>8}{'measured':>16}{'published':>11}{'diff':>7}{'train s':>9}  within 2")
+    print(
+        f"{'model':10}{'params':>8}{'measured':>16}{'published':>11}{'diff':>7}{'train s':>9}  within 2"
+    )
     for name in PUBLISHED:
         rs = [r for (n, _), r in zip(jobs, results, strict=True) if n == name]
         bad = [r.failure for r in rs if not r.ok]

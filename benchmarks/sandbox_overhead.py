@@ -66,13 +66,20 @@ def main() -> None:
     fresh_times = []
     for src in sources:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", FRESH], input=src, text=True, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", FRESH], input=src, text=True, check=True, capture_output=True
+        )
         fresh_times.append(time.perf_counter() - t)
     med_pool, med_fresh = statistics.median(pool_times), statistics.median(fresh_times)
-    print(f"sandbox overhead per candidate, {len(sources)} MNIST-1D candidates, --epochs 0 --proxies none")
+    print(
+        f"sandbox overhead per candidate, {len(sources)} MNIST-1D candidates, --epochs 0 --proxies none"
+    )
     print(f"isolation: {mode}; pool start-up (once): {start_s:.2f} s\n")
     print(f"{'':28}{'median s':>10}{'p90 s':>10}{'max s':>10}")
-    for name, times in (("warm pool (fork per cand.)", pool_times), ("fresh interpreter", fresh_times)):
+    for name, times in (
+        ("warm pool (fork per cand.)", pool_times),
+        ("fresh interpreter", fresh_times),
+    ):
         p90 = sorted(times)[int(0.9 * (len(times) - 1))]
         print(f"{name:28}{statistics.median(times):>10.3f}{p90:>10.3f}{max(times):>10.3f}")
     ratio = med_fresh / med_pool

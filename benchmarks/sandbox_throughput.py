@@ -46,10 +46,14 @@ def main() -> None:
     task = get_task("mnist1d")
     seeds = task.seed_programs()
     threads = 1
-    print(f"training throughput, MNIST-1D, {args.epochs} epochs, {threads} thread, median of {args.repeats}\n")
+    print(
+        f"training throughput, MNIST-1D, {args.epochs} epochs, {threads} thread, median of {args.repeats}\n"
+    )
     print(f"{'model':10}{'in-process s':>14}{'sandbox s':>12}{'ratio':>8}")
     ratios = []
-    with Evaluator(task, workers=1, threads=threads, settings=EvalSettings(epochs=args.epochs)) as ev:
+    with Evaluator(
+        task, workers=1, threads=threads, settings=EvalSettings(epochs=args.epochs)
+    ) as ev:
         for name in ("mlp", "cnn", "gru"):
             local, boxed = [], []
             for _ in range(args.repeats):
@@ -59,7 +63,9 @@ def main() -> None:
                 boxed.append(result.metrics["train_seconds"])
             ratio = statistics.median(local) / statistics.median(boxed)
             ratios.append(ratio)
-            print(f"{name:10}{statistics.median(local):>14.2f}{statistics.median(boxed):>12.2f}{ratio:>8.2f}")
+            print(
+                f"{name:10}{statistics.median(local):>14.2f}{statistics.median(boxed):>12.2f}{ratio:>8.2f}"
+            )
     worst = min(ratios)
     print(f"\nworst ratio (sandbox throughput / in-process): {worst:.2f}")
     print(f"target >= 0.9x: {'met' if worst >= 0.9 else 'MISSED'}")

@@ -147,7 +147,9 @@ def _progress_runner(budget: int):
         progress.update(
             bar,
             completed=stats.committed,
-            description=f"best val {best} | coverage {stats.coverage:.0%}{tokens} | failures: {fails}",
+            description=(
+                f"best val {best} | coverage {stats.coverage:.0%}{tokens} | failures: {fails}"
+            ),
         )
 
     return progress, update
@@ -194,7 +196,16 @@ def _summary(run_dir: Path) -> None:
         inc = best(store)
         ok = sum(c.status.value == "ok" for c in cands)
     table = Table(title=f"archive {run_dir}")
-    for col in ("candidates", "ok", "elites", "coverage", "QD-score", "best val acc", "best id", "params"):
+    for col in (
+        "candidates",
+        "ok",
+        "elites",
+        "coverage",
+        "QD-score",
+        "best val acc",
+        "best id",
+        "params",
+    ):
         table.add_column(col, justify="right")
     table.add_row(
         str(len(cands)),
@@ -211,20 +222,36 @@ def _summary(run_dir: Path) -> None:
 
 @app.command()
 def run(
-    task: str | None = typer.Option(None, help="task name (mnist1d, digits, cifar10, synthetic, nb201-*)"),
+    task: str | None = typer.Option(
+        None, help="task name (mnist1d, digits, cifar10, synthetic, nb201-*)"
+    ),
     strategy: str | None = typer.Option(None, help="auto, llm, ast, random or regevo"),
     budget: int | None = typer.Option(None, help="candidates to record"),
     seed: int | None = typer.Option(None, help="seed of every random choice in the run"),
     out_dir: Path | None = typer.Option(None, "--out", help="run folder, e.g. archive/NAME"),
-    llm: str | None = typer.Option(None, "--llm", help="openai:MODEL, hf:PATH, replay:FILE.jsonl or manual:DIR"),
-    llm_url: str | None = typer.Option(None, "--llm-url", help="base URL of an OpenAI-compatible server"),
-    epochs: int | None = typer.Option(None, help="training epochs per candidate (default: task recipe)"),
+    llm: str | None = typer.Option(
+        None, "--llm", help="openai:MODEL, hf:PATH, replay:FILE.jsonl or manual:DIR"
+    ),
+    llm_url: str | None = typer.Option(
+        None, "--llm-url", help="base URL of an OpenAI-compatible server"
+    ),
+    epochs: int | None = typer.Option(
+        None, help="training epochs per candidate (default: task recipe)"
+    ),
     workers: int | None = typer.Option(None, help="sandbox workers"),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="stop when the LLM cost reaches this many dollars"),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="stop when the LLM used this many tokens"),
-    prompts: Path | None = typer.Option(None, "--prompts", help="folder of prompt templates overriding the shipped ones"),
-    wall_time: float | None = typer.Option(None, "--wall-time", help="stop after this many seconds"),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", help="stop when the LLM cost reaches this many dollars"
+    ),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="stop when the LLM used this many tokens"
+    ),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="folder of prompt templates overriding the shipped ones"
+    ),
+    wall_time: float | None = typer.Option(
+        None, "--wall-time", help="stop after this many seconds"
+    ),
     config: Path | None = typer.Option(None, "--config", help="TOML file with run settings"),
 ) -> None:
     """Run an architecture search and print the archive summary."""
@@ -266,4 +293,3 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder, e.g. archiv
 
 
 app.add_typer(cli_archive.app, name="archive")
-

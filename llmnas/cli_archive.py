@@ -56,7 +56,11 @@ def list_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
     for col in ("id", "gen", "operator", "parents", "status", "val acc", "params", "failure"):
         table.add_column(col)
     for r in rows:
-        failure = "" if r["failure_kind"] is None else f"{r['failure_kind']}: {(r['failure_message'] or '')[:60]}"
+        failure = (
+            ""
+            if r["failure_kind"] is None
+            else f"{r['failure_kind']}: {(r['failure_message'] or '')[:60]}"
+        )
         table.add_row(
             str(r["id"]),
             str(r["generation"]),
@@ -99,7 +103,11 @@ def show(
     except ArchiveError as exc:
         png_path = None
         err.print(f"no heatmap: {exc}")
-    tokens = sum((c.get("usage") or {}).get("prompt_tokens", 0) + (c.get("usage") or {}).get("completion_tokens", 0) for c in calls)
+    tokens = sum(
+        (c.get("usage") or {}).get("prompt_tokens", 0)
+        + (c.get("usage") or {}).get("completion_tokens", 0)
+        for c in calls
+    )
     summary = {
         "run": str(run_dir),
         "task": config.get("task"),
@@ -149,11 +157,19 @@ def best_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
         inc = best(store)
     if inc is None:
         fail(f"run {run_dir} has no successfully evaluated candidate yet")
-    obj = {"id": inc.id, "operator": inc.operator, "parent_ids": inc.parent_ids, "metrics": inc.result.metrics}
+    obj = {
+        "id": inc.id,
+        "operator": inc.operator,
+        "parent_ids": inc.parent_ids,
+        "metrics": inc.result.metrics,
+    }
     if as_json:
         _emit(obj)
         return
-    out.print(f"best candidate #{inc.id} ({inc.operator}): val accuracy {inc.val_accuracy:.3f}, params {inc.result.metrics.get('params', 0):,}")
+    out.print(
+        f"best candidate #{inc.id} ({inc.operator}): val accuracy {inc.val_accuracy:.3f}, "
+        f"params {inc.result.metrics.get('params', 0):,}"
+    )
     out.print(inc.source)
 
 
@@ -184,8 +200,9 @@ def lineage(
     for step in steps:
         how = step["instruction"] or step["edit"] or ""
         out.print(
-            f"#{step['id']} gen {step['generation']} {step['operator']:9} parents {step['parent_ids']} "
-            f"{step['status']} val {_fmt(step['val_accuracy'])} params {_fmt(step['params'], ',')}  {how}",
+            f"#{step['id']} gen {step['generation']} {step['operator']:9} "
+            f"parents {step['parent_ids']} {step['status']} val {_fmt(step['val_accuracy'])} "
+            f"params {_fmt(step['params'], ',')}  {how}",
             highlight=False,
         )
 
@@ -195,7 +212,9 @@ def export(
     run_dir: Path = RUN,
     candidate: int | None = typer.Argument(None, help="candidate id (default: the incumbent)"),
     to: Path = typer.Option(Path("export"), "--to", help="output folder"),
-    weights: bool = typer.Option(True, help="retrain with the run's recipe and save safetensors weights"),
+    weights: bool = typer.Option(
+        True, help="retrain with the run's recipe and save safetensors weights"
+    ),
 ) -> None:
     """Write a candidate as a standalone .py plus trained weights (safetensors)."""
     from llmnas.evaluator import EvalSettings, Evaluator
@@ -219,7 +238,9 @@ def export(
             task = get_task(config["task"])
             if task.tabular:
                 fail("tabular tasks have no trained weights; use --no-weights")
-            settings = EvalSettings(epochs=config.get("epochs"), save_weights=True, seed=config.get("seed"))
+            settings = EvalSettings(
+                epochs=config.get("epochs"), save_weights=True, seed=config.get("seed")
+            )
             with Evaluator(task, device=config.get("device", "cpu"), settings=settings) as ev:
                 result, blob = ev.evaluate_with_weights(cand.source)
             if not result.ok:

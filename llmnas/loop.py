@@ -49,7 +49,9 @@ class CallQueue:
     def record(self, call: Any) -> None:
         usage = getattr(call, "usage", None)
         if usage is not None:
-            self.tokens += int(getattr(usage, "prompt_tokens", 0) + getattr(usage, "completion_tokens", 0))
+            self.tokens += int(
+                getattr(usage, "prompt_tokens", 0) + getattr(usage, "completion_tokens", 0)
+            )
             self.cost += float(getattr(usage, "cost_usd", 0.0) or 0.0)
         self._q.put(call)
 
@@ -134,6 +136,7 @@ class RunLoop:
         start = time.monotonic()
         pending = self.restore()
         ready: list[tuple[int, Proposal, str, str]] = []  # pending id, proposal, source, hash
+        committed_at_ask = -1
         inflight_hashes = set()
         for pid, prop in pending:
             checked = gate.check(prop.source)
@@ -142,6 +145,7 @@ class RunLoop:
         running: dict[Future, tuple[int, Proposal, str, str, float]] = {}
         asking: Future | None = None
         exhausted = False
+        starved = False  # the strategy had nothing to offer: wait for the next commit
         with (
             ThreadPoolExecutor(1, thread_name_prefix="llmnas-proposer") as proposer,
             ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-eval") as evals,
@@ -158,10 +162,13 @@ class RunLoop:
                 if self.stats.committed >= self.budget:
                     self.stats.stopped = f"budget of {self.budget} candidates reached"
                     break
-                if asking is None and not exhausted and total < self.budget:
+                if self.stats.committed != committed_at_ask:
+                    starved = False
+                if asking is None and not exhausted and not starved and total < self.budget:
                     if len(ready) < self.ahead:
                         n = min(self.ahead - len(ready), self.budget - total)
                         asking = proposer.submit(self.strategy.ask, n)
+                        committed_at_ask = self.stats.committed
                 while ready and len(running) < self.workers:
                     pid, prop, source, digest = ready.pop(0)
                     fut = evals.submit(self._evaluate, source)
@@ -185,9 +192,13 @@ class RunLoop:
                             exhausted = True
                             self.stats.stopped = f"strategy exhausted: {exc}"
                             continue
-                        if not proposals and not running and not ready:
-                            exhausted = True
-                            self.stats.stopped = self.stats.stopped or "strategy has nothing to propose"
+                        if not proposals:
+                            starved = True
+                            if not running and not ready:
+                                exhausted = True
+                                self.stats.stopped = (
+                                    self.stats.stopped or "strategy has nothing to propose"
+                                )
                         for prop in proposals:
                             item = self._admit(prop, inflight_hashes, proposer)
                             if item is not None:

@@ -47,7 +47,9 @@ def choose_strategy(config: RunConfig) -> tuple[str, str | None, str]:
         if config.strategy == "llm" and spec is None:
             spec = _spec_from_env()
             if spec is None:
-                raise RunError("--strategy llm needs --llm SPEC (or OPENAI_BASE_URL/OPENAI_API_KEY)")
+                raise RunError(
+                    "--strategy llm needs --llm SPEC (or OPENAI_BASE_URL/OPENAI_API_KEY)"
+                )
         return config.strategy, spec if config.strategy == "llm" else None, ""
     if spec is None:
         spec = _spec_from_env()
@@ -70,7 +72,13 @@ def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archiv
         from llmnas.strategies.regevo import RegularizedEvolution
 
         kind = opts.pop("space", "cell")
-        space = task.space() if task.tabular else make_space(kind, task.input_shape, task.num_classes, **opts.pop("space_options", {}))
+        space = (
+            task.space()
+            if task.tabular
+            else make_space(
+                kind, task.input_shape, task.num_classes, **opts.pop("space_options", {})
+            )
+        )
         if name == "random":
             return RandomSearch(space=space, seed=seed, **opts)
         return RegularizedEvolution(space=space, seed=seed, **opts)
@@ -99,7 +107,9 @@ def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archiv
             raise RunError(str(exc)) from None
         operator = LLMOperator(llm=llm, task=task, settings=config.llm, seed=seed)
     else:
-        raise RunError(f"strategy {name!r} is not available; expected auto, llm, ast, random or regevo")
+        raise RunError(
+            f"strategy {name!r} is not available; expected auto, llm, ast, random or regevo"
+        )
     return EvolutionStrategy(
         operator=operator,
         archive=archive,
@@ -123,7 +133,11 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
     calls = CallQueue()
     # a resumed run continues with fresh randomness: the seed mixes in the committed count
     count = store.count()
-    seed = config.seed if count == 0 else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
+    seed = (
+        config.seed
+        if count == 0
+        else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
+    )
     strategy = _strategy(name, spec, config, task, archive, calls, seed)
     cascade = None
     if config.cascade:
@@ -167,7 +181,9 @@ def _execute(run: Run) -> LoopStats:
         run.store.close()
 
 
-def start_run(config: RunConfig, on_ready: Callable[[Run, str], None] | None = None, on_progress=None) -> LoopStats:
+def start_run(
+    config: RunConfig, on_ready: Callable[[Run, str], None] | None = None, on_progress=None
+) -> LoopStats:
     if config.out is None:
         raise RunError("--out archive/NAME is required")
     name, spec, why = choose_strategy(config)
@@ -177,7 +193,9 @@ def start_run(config: RunConfig, on_ready: Callable[[Run, str], None] | None = N
         raise RunError(str(exc)) from None
     out_dir = Path(config.out)
     existed = out_dir.exists()
-    resolved = validated({**config.model_dump(), "strategy": name, "llm": {**config.llm.model_dump(), "spec": spec}})
+    resolved = validated(
+        {**config.model_dump(), "strategy": name, "llm": {**config.llm.model_dump(), "spec": spec}}
+    )
     try:
         store = RunStore.create(
             Path(config.out), config=resolved.model_dump(mode="json"), seeds={"seed": config.seed}
@@ -210,5 +228,9 @@ def resume_run(run_dir: str | Path, on_ready=None, on_progress=None) -> LoopStat
         store.close()
         raise
     if on_ready:
-        on_ready(run, f"resuming {run_dir}: {store.count()} candidates committed, {len(store.pending())} pending")
+        on_ready(
+            run,
+            f"resuming {run_dir}: {store.count()} candidates committed, "
+            f"{len(store.pending())} pending",
+        )
     return _execute(run)

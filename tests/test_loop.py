@@ -16,7 +16,7 @@ from llmnas.store import RunStore
 
 LLMNAS = [sys.executable, "-m", "llmnas"]
 
-PROGRAM = '''
+PROGRAM = """
 import torch
 from torch import nn
 
@@ -28,13 +28,17 @@ class Model(nn.Module):
 
     def forward(self, x):
         return self.net(x)
-'''
+"""
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     return subprocess.run(
-        [*LLMNAS, *args], capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})}
+        [*LLMNAS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, **(env or {})},
     )
 
 
@@ -46,12 +50,33 @@ def rows(run_dir: Path) -> list[dict]:
 
 def test_ast_run_end_to_end(tmp_path):
     run_dir = tmp_path / "ast"
-    res = cli("run", "--task", "synthetic", "--strategy", "auto", "--budget", "8", "--seed", "1", "--out", str(run_dir))
+    res = cli(
+        "run",
+        "--task",
+        "synthetic",
+        "--strategy",
+        "auto",
+        "--budget",
+        "8",
+        "--seed",
+        "1",
+        "--out",
+        str(run_dir),
+    )
     assert res.returncode == 0, res.stderr
     assert "using the AST operator" in res.stderr
     listed = rows(run_dir)
     assert [r["id"] for r in listed] == list(range(1, 9))
-    assert {"id", "parent_ids", "operator", "status", "failure_kind", "hash", "val_accuracy", "params"} <= set(listed[0])
+    assert {
+        "id",
+        "parent_ids",
+        "operator",
+        "status",
+        "failure_kind",
+        "hash",
+        "val_accuracy",
+        "params",
+    } <= set(listed[0])
     assert [r["operator"] for r in listed[:2]] == ["seed", "seed"]
     assert all(r["operator"] == "ast" and r["parent_ids"] for r in listed[2:])
     ok_hashes = [r["hash"] for r in listed if r["status"] == "ok"]
@@ -73,19 +98,40 @@ def test_replay_run_records_failures_duplicates_and_stops_cleanly(tmp_path):
     ]
     cassette.write_text("".join(json.dumps({"response": r}) + "\n" for r in replies))
     run_dir = tmp_path / "replay"
-    res = cli("run", "--task", "synthetic", "--llm", f"replay:{cassette}", "--budget", "20", "--out", str(run_dir))
+    res = cli(
+        "run",
+        "--task",
+        "synthetic",
+        "--llm",
+        f"replay:{cassette}",
+        "--budget",
+        "20",
+        "--out",
+        str(run_dir),
+    )
     assert res.returncode == 0, res.stderr
     assert "exhausted" in res.stderr
     listed = rows(run_dir)
     by_op = [r for r in listed if r["operator"] != "seed"]
     assert len(by_op) == 4
     kinds = sorted((r["status"], r["failure_kind"]) for r in by_op)
-    assert kinds == [("failed", "syntax"), ("failed", "syntax"), ("ok", None), ("rejected", "rejected")]
+    assert kinds == [
+        ("failed", "syntax"),
+        ("failed", "syntax"),
+        ("ok", None),
+        ("rejected", "rejected"),
+    ]
     with RunStore.open(run_dir, read_only=True) as store:
         calls = store.llm_calls()
         assert sum(c["error"] is None for c in calls) == 4
-        assert [c for c in calls if c["error"]] and all("exhausted" in c["error"].lower() or "cassette" in c["error"].lower() for c in calls if c["error"])
-        mutated = [c for c in store.candidates() if c.status.value == "ok" and c.operator != "seed"][0]
+        assert [c for c in calls if c["error"]] and all(
+            "exhausted" in c["error"].lower() or "cassette" in c["error"].lower()
+            for c in calls
+            if c["error"]
+        )
+        mutated = [
+            c for c in store.candidates() if c.status.value == "ok" and c.operator != "seed"
+        ][0]
         assert "wider" in mutated.meta["reply"] and mutated.meta["prompt"][0]["role"] == "system"
 
 
@@ -93,9 +139,26 @@ def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
     run_dir = tmp_path / "killed"
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     proc = subprocess.Popen(
-        [*LLMNAS, "run", "--task", "synthetic", "--strategy", "ast", "--budget", "10", "--epochs", "30",
-         "--seed", "3", "--out", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=base, start_new_session=True,
+        [
+            *LLMNAS,
+            "run",
+            "--task",
+            "synthetic",
+            "--strategy",
+            "ast",
+            "--budget",
+            "10",
+            "--epochs",
+            "30",
+            "--seed",
+            "3",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=base,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 240
     committed = 0

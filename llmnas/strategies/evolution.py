@@ -110,7 +110,9 @@ class EvolutionStrategy:
         for cand in candidates:
             self._known[cand.id] = cand
             if cand.operator == "seed" and cand.hash in self._seed_hashes:
-                self._seed_queue = [(n, s) for n, s in self._seed_queue if check(s).hash != cand.hash]
+                self._seed_queue = [
+                    (n, s) for n, s in self._seed_queue if check(s).hash != cand.hash
+                ]
             failure = cand.result.failure
             if failure is not None and failure.kind in FIXABLE and cand.operator != "fix":
                 self._to_fix.append(cand)
