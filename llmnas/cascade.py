@@ -32,7 +32,9 @@ A rejection is a :class:`~llmnas.records.Failure` of kind ``rejected`` whose ``s
 ``limits`` or ``proxies`` and whose message gives the numbers, e.g.
 ``proxy synflow=1.2e+03 below the 50% quantile 3.4e+03 of 20 seen``.
 
-The loop's calls, per candidate: ``screen(result0)`` on the epochs-0 result (build, counts and
+The loop can hand a gated source to :meth:`Cascade.run` (evaluator calls for every stage,
+then ``observe`` the returned result when it is committed), or drive the stages itself. The
+calls, per candidate: ``screen(result0)`` on the epochs-0 result (build, counts and
 ``proxy_names`` computed); for a survivor, train it, then ``wants_long(trained)`` **before**
 ``observe(trained)``; ``observe`` once per candidate with its final short-fidelity result (use
 :meth:`Cascade.merge` to put the epochs-0 proxies onto the trained result; observe rejected
@@ -45,17 +47,23 @@ the same history sizes).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import tomllib
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmnas.proxies import ALL_PROXIES
 from llmnas.proxies.ensemble import OnlineRanker, rank_average
-from llmnas.records import EvalResult, Failure, FailureKind
+from llmnas.records import EvalResult, Failure, FailureKind, Status
+
+if TYPE_CHECKING:
+    from llmnas.evaluator import EvalSettings, Evaluator
 
 __all__ = ["Cascade", "CascadeConfig", "HistoryRow"]
 
@@ -198,6 +206,53 @@ class Cascade:
         slots = math.floor(c.long_top * (len(accs) + 1) + 1e-9)
         better = sum(a > float(acc) for a in accs)
         return slots >= 1 and better < slots
+
+    def run(
+        self,
+        evaluator: Evaluator,
+        source: str,
+        settings: EvalSettings,
+        lock: threading.Lock | None = None,
+    ) -> EvalResult:
+        """Drive stages (a)-(e) for one gated source; the caller observes the result later.
+
+        With limits or a prefilter, an epochs-0 call (``settings.proxies`` plus
+        :attr:`proxy_names`) comes first and :meth:`screen` may return a ``rejected`` result
+        carrying its counts and proxies. Survivors train with ``settings`` and get the epochs-0
+        proxies merged in. With ``long_epochs`` and :meth:`wants_long`, the candidate is trained
+        again for ``long_epochs``: its ``val_accuracy`` stays the short one (the history's
+        fidelity) and the longer run adds ``long_val_accuracy``, ``long_epochs`` and
+        ``long_train_seconds`` to the metrics. ``lock`` guards the history against concurrent
+        :meth:`observe` calls.
+        """
+        guard = lock if lock is not None else contextlib.nullcontext()
+        result0 = None
+        if self.needs_screen:
+            names = tuple(dict.fromkeys((*settings.proxies, *self.proxy_names)))
+            result0 = evaluator.evaluate(source, replace(settings, epochs=0, proxies=names))
+            if not result0.ok:
+                return result0
+            with guard:
+                failure = self.screen(result0)
+            if failure is not None:
+                return result0.model_copy(update={"status": Status.REJECTED, "failure": failure})
+            settings = replace(settings, proxies=())
+        result = evaluator.evaluate(source, settings)
+        if result0 is not None:
+            result = Cascade.merge(result0, result)
+        if self.config.long_epochs is None or not result.ok:
+            return result
+        with guard:
+            wanted = self.wants_long(result)
+        if wanted:
+            longer = evaluator.evaluate(
+                source, replace(settings, epochs=self.config.long_epochs, proxies=())
+            )
+            if longer.ok and "val_accuracy" in longer.metrics:
+                result.metrics["long_val_accuracy"] = longer.metrics["val_accuracy"]
+                result.metrics["long_epochs"] = self.config.long_epochs
+                result.metrics["long_train_seconds"] = longer.metrics.get("train_seconds", 0.0)
+        return result
 
     @staticmethod
     def merge(result0: EvalResult, trained: EvalResult) -> EvalResult:

@@ -126,6 +126,8 @@ class RunLoop:
             self.archive.add(cand)
             if cand.result.failure is not None:
                 self.stats.failures[cand.result.failure.kind.value] += 1
+            if self.cascade is not None:
+                self.cascade.observe(cand.result)  # same history, same decisions
         if done:
             self.strategy.tell(done)
         return self.store.pending()

@@ -24,10 +24,24 @@ def evaluator(synthetic):
         yield ev
 
 
-@pytest.fixture(scope="session")
-def pool(evaluator):
-    """The evaluator's pool: runs sources without the static gate (for adversarial tests)."""
-    return evaluator._pool
+def _modes() -> list[str]:
+    from llmnas.sandbox.isolation import bwrap_path
+
+    return ["bwrap", "rlimits"] if bwrap_path() else ["rlimits"]
+
+
+@pytest.fixture(scope="session", params=_modes())
+def pool(request, synthetic):
+    """A pool per isolation mode: runs sources without the static gate (adversarial tests).
+
+    Every test that uses it runs under bubblewrap (when it works here) and in the degraded
+    rlimits + audit-hooks mode."""
+    from llmnas.sandbox import SandboxPool
+
+    data = synthetic.load()
+    arrays = {"train_x": data.train.x, "train_y": data.train.y, "val_x": data.val.x}
+    with SandboxPool(data=arrays, isolation=request.param) as p:
+        yield p
 
 
 @pytest.fixture()

@@ -214,3 +214,43 @@ def test_config_validation_and_toml(tmp_path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text('task = "mnist1d"\n')
     assert CascadeConfig.from_toml(empty) == CascadeConfig()
+
+
+class FakeEvaluator:
+    """Stands in for the sandboxed evaluator: records calls, answers from a table."""
+
+    def __init__(self, synflow: dict[str, float], acc: dict[str, float]) -> None:
+        self.synflow, self.acc, self.calls = synflow, acc, []
+
+    def evaluate(self, source: str, settings) -> EvalResult:
+        self.calls.append((source, settings.epochs, tuple(settings.proxies)))
+        proxies = {n: self.synflow[source] for n in settings.proxies}
+        if settings.epochs == 0:
+            return result0(params=100, **proxies)
+        bonus = 0.05 if settings.epochs == 60 else 0.0
+        return trained(self.acc[source] + bonus, **proxies)
+
+
+def test_run_drives_the_stages() -> None:
+    from llmnas.evaluator import EvalSettings
+
+    config = CascadeConfig(
+        prefilter="synflow", keep_top=0.5, warmup=2, long_epochs=60, long_top=0.5
+    )
+    cascade = Cascade(config=config, seed=0)
+    fake = FakeEvaluator({"a": 1.0, "b": 2.0, "c": 0.5, "d": 3.0}, {"a": 0.5, "b": 0.6, "d": 0.9})
+    settings = EvalSettings(epochs=None, proxies=("zen",))
+    results = {}
+    for src in "abcd":
+        results[src] = cascade.run(fake, src, settings)
+        cascade.observe(results[src])
+    assert results["c"].status is Status.REJECTED and results["c"].failure.stage == "proxies"
+    assert results["c"].proxies == {"zen": 0.5, "synflow": 0.5}
+    assert results["b"].metrics["val_accuracy"] == 0.6 and results["b"].proxies["synflow"] == 2.0
+    assert "long_val_accuracy" not in results["a"].metrics  # floor(0.5 * 1) = 0 slots
+    assert results["b"].metrics["long_val_accuracy"] == pytest.approx(0.65)
+    assert results["d"].metrics["long_epochs"] == 60
+    assert fake.calls[:2] == [("a", 0, ("zen", "synflow")), ("a", None, ())]
+    plain = Cascade(config=CascadeConfig(), seed=0)
+    assert plain.run(fake, "a", settings).metrics["val_accuracy"] == 0.5
+    assert fake.calls[-1] == ("a", None, ("zen",))

@@ -135,12 +135,9 @@ def test_no_leftover_processes(pool, run_raw):
 
 
 def test_labels_unreachable(run_raw, pool):
-    assert sorted(p.name for p in pool.data_dir.iterdir()) == [
-        "test_x.npy",
-        "train_x.npy",
-        "train_y.npy",
-        "val_x.npy",
-    ]
+    names = sorted(p.name for p in pool.data_dir.iterdir())
+    assert "train_y.npy" in names and "val_x.npy" in names
+    assert [n for n in names if n.endswith("_y.npy")] == ["train_y.npy"]
     assert run_raw(hostile("import mnist1d")).failure[0] is FailureKind.IMPORT
     assert run_raw(hostile("import sklearn.datasets")).failure[0] is FailureKind.IMPORT
     import sklearn
@@ -204,13 +201,44 @@ def test_candidate_cannot_kill_its_parent(run_raw):
 
 
 def test_worker_death_is_a_crash_and_pool_recovers(pool, run_raw):
+    run_raw(OK_MODEL)  # the worker is up
     worker = pool._workers[0]
     pid = worker.proc.pid
-    threading.Timer(1.0, lambda: os.killpg(pid, signal.SIGKILL)).start()
-    report = run_raw(hostile("import time\ntime.sleep(20)"), timeout=30)
+
+    def kill_when_the_job_runs() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(worker.scratch.glob("job-*/output.log")):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.killpg(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_the_job_runs)
+    killer.start()
+    report = run_raw(hostile("import time\nwhile True:\n    time.sleep(0.1)"), timeout=60)
+    killer.join()
     assert report.failure[0] is FailureKind.CRASH
+    time.sleep(0.5)
+    orphans = [
+        p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, "while True")
+    ]
+    assert orphans == [], "the candidate outlived its worker"
     assert run_raw(OK_MODEL).failure is None
     assert pool._workers[0].proc.pid != pid
+
+
+def _cmdline_has(proc: Path, text: str) -> bool:
+    try:
+        return text in (proc / "cmdline").read_text() or _job_of(proc)
+    except OSError:
+        return False
+
+
+def _job_of(proc: Path) -> bool:
+    """A forked child shows its worker's command line; match on its working folder instead."""
+    try:
+        return "job-" in os.readlink(proc / "cwd") and "llmnas-pool" in os.readlink(proc / "cwd")
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(
@@ -222,3 +250,11 @@ def test_worker_death_is_a_crash_and_pool_recovers(pool, run_raw):
 )
 def test_failures_are_data(run_raw, body, kind):
     assert run_raw(hostile(body)).failure[0] is kind
+
+
+def test_labels_cannot_be_given_to_the_sandbox(synthetic):
+    from llmnas.sandbox import SandboxPool
+
+    data = synthetic.load()
+    with pytest.raises(ValueError, match="labels"):
+        SandboxPool(data={"train_x": data.train.x, "val_y": data.val.y})

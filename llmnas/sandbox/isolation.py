@@ -127,11 +127,16 @@ def hidden_paths(extra: list[Path] | None = None) -> list[Path]:
 
 
 def worker_command(
-    python: str, scratch: Path, data_dir: Path, hidden: list[Path] | None = None
+    python: str,
+    scratch: Path,
+    data_dir: Path,
+    hidden: list[Path] | None = None,
+    *,
+    use_bwrap: bool = True,
 ) -> list[str]:
-    """The argv that starts one warm worker, wrapped in bubblewrap when available."""
+    """The argv that starts one warm worker, wrapped in bubblewrap when asked and available."""
     argv = [python, "-I", "-m", "llmnas.sandbox.worker"]  # -I: the scratch cwd is not on sys.path
-    bwrap = bwrap_path()
+    bwrap = bwrap_path() if use_bwrap else None
     if bwrap is None:
         return argv
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]

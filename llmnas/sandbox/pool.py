@@ -67,7 +67,11 @@ class _Worker:
 
     def start(self) -> None:
         cmd = worker_command(
-            sys.executable, self.scratch, self.pool.data_dir, hidden=self.pool.hidden
+            sys.executable,
+            self.scratch,
+            self.pool.data_dir,
+            hidden=self.pool.hidden,
+            use_bwrap=self.pool.mode == "bwrap",
         )
         cmd += [str(self.pool.data_dir), json.dumps([str(h) for h in self.pool.hidden])]
         env = clean_env(self.pool.worker_env(self.index))
@@ -146,6 +150,10 @@ class _Worker:
             return folder, None
         reply = self._read_line(float(job["timeout"]) + 30.0)
         if reply is None or reply.get("job") != str(folder):
+            try:  # end of output comes a moment before the process is reaped
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
             died = not self.alive()
             self.stop()
             return folder, {"worker_died": died, "timed_out": not died}
@@ -154,6 +162,9 @@ class _Worker:
 
 class SandboxPool:
     """``workers`` warm sandbox workers sharing the read-only arrays in ``data``.
+
+    ``isolation`` is ``"bwrap"``, ``"rlimits"`` (the degraded mode) or ``None`` (bubblewrap
+    when it works here, else the degraded mode, announced once).
 
     ``data`` maps names to arrays: ``train_x``, ``train_y``, ``val_x`` and optionally
     ``test_x`` — never validation or test labels.
@@ -169,11 +180,16 @@ class SandboxPool:
         scratch: str | Path | None = None,
         hidden: list[Path] | None = None,
         start_timeout: float = 120.0,
+        isolation: str | None = None,
     ):
         forbidden = {k for k in data if k.endswith("_y") and k != "train_y"}
         if forbidden:
             raise ValueError(f"labels other than train_y must not enter the sandbox: {forbidden}")
-        self.mode = isolation_mode()
+        if isolation not in (None, "bwrap", "rlimits"):
+            raise ValueError(f"isolation must be bwrap, rlimits or None; got {isolation!r}")
+        self.mode = isolation or isolation_mode()
+        if self.mode == "bwrap" and isolation_mode() != "bwrap":
+            raise SandboxError("bubblewrap isolation was asked for but bwrap does not work here")
         base = Path(scratch or os.environ.get("LLMNAS_SCRATCH") or tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="llmnas-pool-", dir=base)).resolve()

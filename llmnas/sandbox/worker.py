@@ -71,7 +71,9 @@ def _warm_up() -> None:
     proxies.warm_up()
 
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _vm_bytes() -> int:
@@ -142,6 +144,9 @@ def _run(folder: Path, data: dict[str, np.ndarray], hidden: list[str]) -> dict:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with its worker
+            if os.getppid() == 1:
+                os._exit(5)
             out_fd = os.open(folder / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             null_fd = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null_fd, 0)  # the job protocol stays out of the candidate's reach
@@ -183,11 +188,7 @@ def _run(folder: Path, data: dict[str, np.ndarray], hidden: list[str]) -> dict:
 def main() -> None:
     data_dir = Path(sys.argv[1])
     hidden = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     data = {p.stem: np.load(p, allow_pickle=False) for p in sorted(data_dir.glob("*.npy"))}
     _warm_up()
     out = sys.stdout
