@@ -56,7 +56,10 @@ class ArchiveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     descriptors: list[str] = Field(default_factory=lambda: ["log10_params", "log10_flops"])
+    kind: Literal["grid", "cvt"] = "grid"
     bins: int | list[int] = 16
+    cells: int = Field(128, ge=2, description="CVT archives: number of centroids")
+    seed: int = Field(0, description="CVT archives: seed of the centroid k-means")
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     objective: Literal["val_accuracy", "params_x_error"] = "val_accuracy"
     error_gate: float = Field(0.5, gt=0.0, le=1.0)
@@ -133,22 +136,31 @@ def _view(c: Any) -> _View:
 
 
 class QDArchive:
-    """MAP-Elites archive of candidate ids; the elite map lives in a pyribs GridArchive."""
+    """MAP-Elites archive of candidate ids; the elite map lives in a pyribs ``GridArchive``
+    (default) or ``CVTArchive`` (``kind = "cvt"``, ``cells`` centroids from a seeded k-means)."""
 
     def __init__(self, config: ArchiveConfig | dict[str, Any] | None = None) -> None:
-        from ribs.archives import GridArchive  # slow import (torch), so done lazily
+        from ribs.archives import CVTArchive, GridArchive  # slow import, so done lazily
 
         self.config = ArchiveConfig.model_validate(config or {})
         self._offset = _PXE_OFFSET if self.config.objective == "params_x_error" else 0.0
-        self.ribs = GridArchive(
-            solution_dim=(),
-            dims=self.config.dims(),
-            ranges=self.config.bounds(),
-            qd_score_offset=self._offset,
-            solution_dtype=np.int64,
-            objective_dtype=np.float64,
-            measures_dtype=np.float64,
-        )
+        common = {
+            "solution_dim": (),
+            "ranges": self.config.bounds(),
+            "qd_score_offset": self._offset,
+            "solution_dtype": np.int64,
+            "objective_dtype": np.float64,
+            "measures_dtype": np.float64,
+        }
+        if self.config.kind == "cvt":
+            self.ribs = CVTArchive(
+                centroids=self.config.cells,
+                samples=20 * self.config.cells,
+                seed=self.config.seed,
+                **common,
+            )
+        else:
+            self.ribs = GridArchive(dims=self.config.dims(), **common)
         self._cells: dict[int, Elite] = {}
         self._curiosity: dict[int, float] = {}
         self._seen: set[int] = set()
@@ -391,6 +403,8 @@ def save_heatmap(archive: QDArchive, path: str | Path, *, title: str | None = No
     from matplotlib.figure import Figure
 
     names = archive.config.descriptors
+    if archive.config.kind != "grid":
+        raise ArchiveError("a heatmap is drawn for grid archives only (this one is CVT)")
     if len(names) != 2:
         raise ArchiveError(f"a heatmap needs exactly 2 descriptors, this archive has {len(names)}")
     dims = archive.config.dims()

@@ -96,6 +96,12 @@ def show(
     failures = Counter(c.result.failure.kind.value for c in cands if c.result.failure)
     by_op = Counter(c.operator for c in cands)
     valid_by_op = Counter(c.operator for c in cands if c.status.value == "ok")
+    by_instr = Counter(c.meta.get("instruction") for c in cands if c.meta.get("instruction"))
+    valid_by_instr = Counter(
+        c.meta.get("instruction")
+        for c in cands
+        if c.meta.get("instruction") and c.status.value == "ok"
+    )
     png = heatmap or Path(run_dir) / "heatmap.png"
     try:
         save_heatmap(archive, png)
@@ -116,6 +122,7 @@ def show(
         "status": dict(statuses),
         "failures": dict(failures),
         "valid_rate_by_operator": {op: valid_by_op[op] / n for op, n in by_op.items()},
+        "valid_rate_by_instruction": {i: valid_by_instr[i] / n for i, n in by_instr.items()},
         "elites": len(archive),
         "coverage": archive.coverage,
         "qd_score": archive.qd_score,
@@ -137,6 +144,8 @@ def show(
         table.add_row(f"  failure: {kind}", str(n))
     for op, rate in sorted(summary["valid_rate_by_operator"].items()):
         table.add_row(f"  valid rate, {op}", f"{rate:.0%} of {by_op[op]}")
+    for instr, rate in sorted(summary["valid_rate_by_instruction"].items()):
+        table.add_row(f"  valid rate, '{instr[:40]}'", f"{rate:.0%} of {by_instr[instr]}")
     table.add_row("elites", str(len(archive)))
     table.add_row("coverage", f"{archive.coverage:.1%}")
     table.add_row("QD-score", f"{archive.qd_score:.3f}")
@@ -254,3 +263,37 @@ def export(
             "model.load_state_dict(safetensors.torch.load_file(PATH))",
             highlight=False,
         )
+
+
+@app.command()
+def cassette(
+    run_dir: Path = RUN,
+    to: Path = typer.Option(..., "--to", help="output .jsonl, usable as --llm replay:FILE"),
+) -> None:
+    """Export every successful LLM call of a run as a replay cassette."""
+    with _open(run_dir) as store:
+        calls = store.llm_calls()
+    lines = 0
+    with open(to, "w") as fh:
+        for call in calls:
+            if call.get("error"):
+                continue
+            usage = call.get("usage") or {}
+            replies = call.get("replies") or []
+            for reply in replies:
+                text = reply if isinstance(reply, str) else reply.get("text", "")
+                fh.write(
+                    json.dumps(
+                        {
+                            "response": text,
+                            "prompt_sha256": call.get("prompt_sha256"),
+                            "prompt_tokens": int(usage.get("prompt_tokens", 0))
+                            // max(len(replies), 1),
+                            "completion_tokens": int(usage.get("completion_tokens", 0))
+                            // max(len(replies), 1),
+                        }
+                    )
+                    + "\n"
+                )
+                lines += 1
+    out.print(f"wrote {lines} completions to {to} (replay with --llm replay:{to})")

@@ -6,6 +6,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["err", "fail", "out"]
 
@@ -15,5 +16,5 @@ out = Console()
 
 def fail(message: str) -> NoReturn:
     """Bad user input: one line on stderr naming what was expected, exit code 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)

@@ -178,3 +178,32 @@ def test_heatmap_and_config_errors(tmp_path: Path) -> None:
         ArchiveConfig(ranges={"log_params": (1.0, 2.0)})
     with pytest.raises(ArchiveError, match="bins must be"):
         QDArchive({"bins": [4, 4, 4]})
+
+
+def test_cvt_archive_rebuilds_equal_to_live():
+    from llmnas.archive import QDArchive
+    from llmnas.records import Candidate, EvalResult, Status
+
+    config = {"kind": "cvt", "cells": 16, "seed": 3}
+    cands = [
+        Candidate(
+            id=i,
+            source="",
+            operator="seed",
+            result=EvalResult(
+                status=Status.OK,
+                metrics={
+                    "params": 10 ** (2.5 + i / 5),
+                    "flops": 10 ** (3 + i / 4),
+                    "val_accuracy": 0.5 + i / 100,
+                },
+            ),
+        )
+        for i in range(1, 20)
+    ]
+    live = QDArchive(config)
+    added = [live.add(c) for c in cands]
+    rebuilt = QDArchive.from_candidates(cands, config)
+    assert any(added)
+    assert sorted(live.elite_ids()) == sorted(rebuilt.elite_ids())
+    assert live.coverage == rebuilt.coverage and 0 < live.coverage <= 1

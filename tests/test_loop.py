@@ -214,3 +214,17 @@ def test_malformed_config_is_exit_2(tmp_path):
     bad.write_text("task = 'synthetic'\nbudgett = 3\n")
     res = cli("run", "--config", str(bad), "--out", str(tmp_path / "r"))
     assert res.returncode == 2 and "budgett" in res.stderr
+
+
+def test_any_run_replays_from_its_exported_cassette(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    cassette.write_text(
+        "".join(json.dumps({"response": "```python\n" + PROGRAM.format(width=w) + "```"}) + "\n" for w in (8, 24))
+    )
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli("run", "--task", "synthetic", "--llm", f"replay:{cassette}", "--budget", "6", "--out", str(first)).returncode == 0
+    exported = tmp_path / "exported.jsonl"
+    assert cli("archive", "cassette", str(first), "--to", str(exported)).returncode == 0
+    assert len(exported.read_text().splitlines()) == 2
+    assert cli("run", "--task", "synthetic", "--llm", f"replay:{exported}", "--budget", "6", "--out", str(second)).returncode == 0
+    assert [r["hash"] for r in rows(first)] == [r["hash"] for r in rows(second)]
