@@ -140,6 +140,9 @@ def worker_command(
     if bwrap is None:
         return argv
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    # mounts apply in order: the private /tmp first, so binds below it (a checkout or a
+    # virtualenv under /tmp, the pool's scratch) stay visible
+    cmd += ["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
     cmd += ["--ro-bind", "/usr", "/usr"]
     for link in ("/bin", "/lib", "/lib64", "/sbin"):
         if os.path.islink(link):
@@ -153,7 +156,6 @@ def worker_command(
             cmd += ["--ro-bind", str(root), str(root)]
     for path in hidden_paths(hidden):
         cmd += ["--tmpfs", str(path)]
-    cmd += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for dev in sorted(Path("/dev").glob("nvidia*")):
         cmd += ["--dev-bind", str(dev), str(dev)]
     cmd += ["--ro-bind", str(data_dir), str(data_dir)]
