@@ -83,7 +83,8 @@ def show(
     """Summary: counts by status and failure kind, coverage, QD-score, elites, heatmap PNG."""
     from collections import Counter
 
-    from llmnas.archive import ArchiveError, save_heatmap
+    from llmnas.archive import ArchiveError
+    from llmnas.heatmap import save_heatmap
     from llmnas.inspect_run import best, rebuild_archive
 
     with _open(run_dir) as store:

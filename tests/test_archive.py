@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from llmnas.archive import ArchiveConfig, ArchiveError, IslandArchive, QDArchive, save_heatmap
+from llmnas.archive import ArchiveConfig, ArchiveError, QDArchive
 from llmnas.descriptors import compute_descriptors, descriptor_vector
+from llmnas.heatmap import save_heatmap
+from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, EvalResult, FailureKind, Status
 from llmnas.store import RunStore
 

@@ -1,0 +1,81 @@
+"""Island model over QD archives: several independent archives with ring migration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from llmnas.archive import ArchiveConfig, ArchiveError, QDArchive
+
+__all__ = ["IslandArchive"]
+
+
+class IslandArchive:
+    """Several independent QD archives with periodic ring migration of each island's best.
+
+    A candidate joins its first parent's island (seeds without parents go round-robin by id),
+    so a strategy that draws parents from island ``i`` keeps the children there. Every
+    ``migration_interval`` added candidates, each island's best elite is offered to the next.
+    """
+
+    def __init__(
+        self,
+        config: ArchiveConfig | dict[str, Any] | None = None,
+        *,
+        n_islands: int = 4,
+        migration_interval: int = 50,
+    ) -> None:
+        if n_islands < 1 or migration_interval < 1:
+            raise ArchiveError("n_islands and migration_interval must be at least 1")
+        self.islands = [QDArchive(config) for _ in range(n_islands)]
+        self.migration_interval = migration_interval
+        self._island_of: dict[int, int] = {}
+        self._added = 0
+
+    @classmethod
+    def from_candidates(
+        cls, candidates: Iterable[Any], config: ArchiveConfig | dict[str, Any] | None = None, **kw
+    ) -> IslandArchive:
+        """Rebuild by replaying candidates in id order (migrations happen at the same points)."""
+        archive = cls(config, **kw)
+        for cand in sorted(candidates, key=lambda c: c.id):
+            archive.add(cand)
+        return archive
+
+    def island_of(self, candidate: Any) -> int:
+        parents: Sequence[int] = candidate.parent_ids
+        if parents and parents[0] in self._island_of:
+            return self._island_of[parents[0]]
+        return int(candidate.id) % len(self.islands)
+
+    def add(self, candidate: Any) -> bool:
+        """Add to the candidate's island; migrate every ``migration_interval`` candidates."""
+        island = self.island_of(candidate)
+        self._island_of[int(candidate.id)] = island
+        added = self.islands[island].add(candidate)
+        self._added += 1
+        if self._added % self.migration_interval == 0:
+            self.migrate()
+        return added
+
+    def migrate(self) -> None:
+        """Offer each island's highest-objective elite to the next island (a ring)."""
+        bests = [max(isl.elites(), key=lambda e: e.objective, default=None) for isl in self.islands]
+        for i, elite in enumerate(bests):
+            if elite is not None:
+                target = self.islands[(i + 1) % len(self.islands)]
+                cell = int(target.ribs.index_of_single(elite.measures))
+                if target._admit(elite.id, elite.objective, list(elite.measures), cell):
+                    target.ribs.add_single(elite.id, elite.objective, elite.measures)
+
+    def select_parents(
+        self, n: int, rng: np.random.Generator, island: int, method: str | None = None
+    ) -> list[int]:
+        """:meth:`QDArchive.select_parents` on one island."""
+        return self.islands[island].select_parents(n, rng, method)
+
+    def elite_ids(self) -> list[int]:
+        """Ids that are an elite on some island, ascending."""
+        return sorted({i for island in self.islands for i in island.elite_ids()})
