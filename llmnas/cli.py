@@ -225,7 +225,7 @@ def run(
     task: str | None = typer.Option(
         None, help="task name (mnist1d, digits, cifar10, synthetic, nb201-*)"
     ),
-    strategy: str | None = typer.Option(None, help="auto, llm, ast, random or regevo"),
+    strategy: str | None = typer.Option(None, help="auto, llm, ast, random, regevo or darts"),
     budget: int | None = typer.Option(None, help="candidates to record"),
     seed: int | None = typer.Option(None, help="seed of every random choice in the run"),
     out_dir: Path | None = typer.Option(None, "--out", help="run folder, e.g. archive/NAME"),
@@ -255,11 +255,11 @@ def run(
     config: Path | None = typer.Option(None, "--config", help="TOML file with run settings"),
 ) -> None:
     """Run an architecture search and print the archive summary."""
-    from llmnas.config import ConfigError, load_config
+    from llmnas.config import STRATEGIES, ConfigError, load_config
     from llmnas.runner import start_run
 
-    if strategy is not None and strategy not in ("auto", "llm", "ast", "random", "regevo"):
-        fail(f"--strategy must be one of auto, llm, ast, random, regevo; got {strategy!r}")
+    if strategy is not None and strategy not in STRATEGIES:
+        fail(f"--strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     try:
         cfg = load_config(config).with_overrides(
             task=task,

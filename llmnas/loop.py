@@ -114,6 +114,9 @@ class RunLoop:
     def stop(self) -> None:
         """Ask the loop to stop after the current step (used by the Ctrl-C handler)."""
         self._stop.set()
+        cancel = getattr(self.strategy, "cancel", None)
+        if cancel is not None:  # e.g. a DARTS search in progress
+            cancel()
 
     # ------------------------------------------------------------------ setup
 

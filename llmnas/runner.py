@@ -66,6 +66,13 @@ def _spec_from_env() -> str | None:
 
 def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archive, calls, seed):
     opts = dict(config.strategy_options)
+    if name == "darts":
+        from llmnas.strategies.darts import make_darts
+
+        try:
+            return make_darts(config, task, seed)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
     if name in ("random", "regevo"):
         from llmnas.spaces import make_space
         from llmnas.strategies.random_search import RandomSearch
@@ -108,7 +115,7 @@ def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archiv
         operator = LLMOperator(llm=llm, task=task, settings=config.llm, seed=seed)
     else:
         raise RunError(
-            f"strategy {name!r} is not available; expected auto, llm, ast, random or regevo"
+            f"strategy {name!r} is not available; expected auto, llm, ast, random, regevo or darts"
         )
     return EvolutionStrategy(
         operator=operator,
