@@ -58,6 +58,8 @@ class ArchiveConfig(BaseModel):
     kind: Literal["grid", "cvt"] = "grid"
     bins: int | list[int] = 16
     cells: int = Field(128, ge=2, description="CVT archives: number of centroids")
+    islands: int = Field(1, ge=1, description="independent archives with ring migration")
+    migration_interval: int = Field(50, ge=1, description="candidates between migrations")
     seed: int = Field(0, description="CVT archives: seed of the centroid k-means")
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     objective: Literal["val_accuracy", "params_x_error"] = "val_accuracy"

@@ -16,6 +16,8 @@ def save_heatmap(archive: QDArchive, path: str | Path, *, title: str | None = No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    if not isinstance(archive, QDArchive):
+        raise ArchiveError("a heatmap is drawn for a single grid archive, not for islands")
     names = archive.config.descriptors
     if archive.config.kind != "grid":
         raise ArchiveError("a heatmap is drawn for grid archives only (this one is CVT)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmnas.archive import QDArchive
+from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, Status
 from llmnas.store import RunStore, StoreError
 
@@ -53,11 +54,11 @@ def best(store: RunStore) -> Candidate | None:
     return max(ok, key=lambda c: (c.val_accuracy, -c.id)) if ok else None
 
 
-def rebuild_archive(store: RunStore) -> QDArchive:
-    from llmnas.archive import ArchiveConfig
+def rebuild_archive(store: RunStore) -> QDArchive | IslandArchive:
+    """The run's archive (plain or islands), rebuilt from its stored candidates."""
+    from llmnas.islands import rebuild_archive as rebuild
 
-    config = ArchiveConfig.model_validate(store.config().get("archive", {}))
-    return QDArchive.from_candidates(store.candidates(), config)
+    return rebuild(store.candidates(), store.config().get("archive", {}))
 
 
 def lineage(store: RunStore, candidate_id: int) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from llmnas.archive import ArchiveConfig, ArchiveError, QDArchive
 
-__all__ = ["IslandArchive"]
+__all__ = ["IslandArchive", "make_archive", "rebuild_archive"]
 
 
 class IslandArchive:
@@ -71,11 +71,59 @@ class IslandArchive:
                     target.ribs.add_single(elite.id, elite.objective, elite.measures)
 
     def select_parents(
-        self, n: int, rng: np.random.Generator, island: int, method: str | None = None
+        self,
+        n: int,
+        rng: np.random.Generator,
+        method: str | None = None,
+        island: int | None = None,
     ) -> list[int]:
-        """:meth:`QDArchive.select_parents` on one island."""
+        """:meth:`QDArchive.select_parents` on one island (by default a random non-empty one),
+        so a prompt's parents always come from the same island."""
+        if island is None:
+            filled = [i for i, isl in enumerate(self.islands) if len(isl)]
+            if not filled:
+                return []
+            island = filled[int(rng.integers(len(filled)))]
         return self.islands[island].select_parents(n, rng, method)
+
+    @property
+    def coverage(self) -> float:
+        """Mean coverage of the islands."""
+        return float(np.mean([isl.coverage for isl in self.islands]))
+
+    @property
+    def qd_score(self) -> float:
+        """Sum of the islands' QD-scores."""
+        return float(sum(isl.qd_score for isl in self.islands))
+
+    def __len__(self) -> int:
+        return len(self.elite_ids())
 
     def elite_ids(self) -> list[int]:
         """Ids that are an elite on some island, ascending."""
         return sorted({i for island in self.islands for i in island.elite_ids()})
+
+
+def make_archive(config: ArchiveConfig | dict[str, Any] | None = None) -> QDArchive | IslandArchive:
+    """A plain archive, or an island archive when ``config.islands > 1``."""
+    config = ArchiveConfig.model_validate(config or {})
+    if config.islands > 1:
+        return IslandArchive(
+            config, n_islands=config.islands, migration_interval=config.migration_interval
+        )
+    return QDArchive(config)
+
+
+def rebuild_archive(
+    candidates: Iterable[Any], config: ArchiveConfig | dict[str, Any] | None = None
+) -> QDArchive | IslandArchive:
+    """Rebuild the archive a run used from its stored candidates."""
+    config = ArchiveConfig.model_validate(config or {})
+    if config.islands > 1:
+        return IslandArchive.from_candidates(
+            candidates,
+            config,
+            n_islands=config.islands,
+            migration_interval=config.migration_interval,
+        )
+    return QDArchive.from_candidates(candidates, config)

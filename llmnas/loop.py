@@ -31,6 +31,7 @@ from llmnas import gate
 from llmnas.archive import QDArchive
 from llmnas.descriptors import compute_descriptors
 from llmnas.evaluator import EvalSettings, Evaluator
+from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, EvalResult, Failure, FailureKind, Proposal, Status
 from llmnas.store import RunStore
 from llmnas.strategies.base import Exhausted, Strategy
@@ -88,7 +89,7 @@ class RunLoop:
         *,
         strategy: Strategy,
         store: RunStore,
-        archive: QDArchive,
+        archive: QDArchive | IslandArchive,
         evaluator: Evaluator,
         budget: int,
         workers: int,

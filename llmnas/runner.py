@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from llmnas.archive import QDArchive
 from llmnas.config import RunConfig, validated
 from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
+from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
 from llmnas.store import RunStore, StoreError
 from llmnas.tasks import Task, TaskError, get_task
@@ -136,7 +136,7 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
     except TaskError as exc:
         raise RunError(str(exc)) from None
     name, spec, _ = choose_strategy(config)
-    archive = QDArchive(config.archive)
+    archive = make_archive(config.archive)
     calls = CallQueue()
     # a resumed run continues with fresh randomness: the seed mixes in the committed count
     count = store.count()

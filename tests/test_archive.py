@@ -209,3 +209,40 @@ def test_cvt_archive_rebuilds_equal_to_live():
     assert any(added)
     assert sorted(live.elite_ids()) == sorted(rebuilt.elite_ids())
     assert live.coverage == rebuilt.coverage and 0 < live.coverage <= 1
+
+
+def test_islands_from_config_rebuild_equal_to_live(tmp_path):
+    from llmnas.islands import IslandArchive, make_archive, rebuild_archive
+    from llmnas.records import Candidate, EvalResult, Status
+
+    config = {"islands": 3, "migration_interval": 4}
+    cands = [
+        Candidate(
+            id=i,
+            source="",
+            operator="seed" if i <= 3 else "ast",
+            parent_ids=[] if i <= 3 else [1 + i % 3],
+            result=EvalResult(
+                status=Status.OK,
+                metrics={
+                    "params": 10 ** (2.5 + i / 6),
+                    "flops": 10 ** (3 + i / 5),
+                    "val_accuracy": 0.4 + i / 50,
+                },
+            ),
+        )
+        for i in range(1, 25)
+    ]
+    live = make_archive(config)
+    assert isinstance(live, IslandArchive)
+    for c in cands:
+        live.add(c)
+    rebuilt = rebuild_archive(cands, config)
+    assert live.elite_ids() == rebuilt.elite_ids() and len(live) > 3
+    assert live.coverage == rebuilt.coverage and live.qd_score == rebuilt.qd_score
+    import numpy as np
+
+    picks = live.select_parents(2, np.random.default_rng(0))
+    assert len(picks) == 2 and all(p in live.elite_ids() for p in picks)
+    with pytest.raises(ArchiveError):
+        save_heatmap(live, tmp_path / "islands.png")

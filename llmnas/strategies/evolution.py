@@ -20,6 +20,7 @@ import numpy as np
 
 from llmnas.archive import QDArchive
 from llmnas.gate import check
+from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, FailureKind, Proposal
 
 __all__ = ["CodeOperator", "EvolutionStrategy", "Request"]
@@ -61,7 +62,7 @@ class EvolutionStrategy:
         self,
         *,
         operator: CodeOperator,
-        archive: QDArchive,
+        archive: QDArchive | IslandArchive,
         seeds: dict[str, str],
         seed: int,
         parents: int = 2,
