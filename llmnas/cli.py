@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from llmnas import cli_archive
+from llmnas import cli_archive, cli_bench
 from llmnas.cli_common import err, fail, out
 
 __all__ = ["app", "fail"]
@@ -252,6 +252,9 @@ def run(
     wall_time: float | None = typer.Option(
         None, "--wall-time", help="stop after this many seconds"
     ),
+    proxies: str | None = typer.Option(
+        None, help="zero-cost proxies recorded for every candidate: all, none or a,b"
+    ),
     config: Path | None = typer.Option(None, "--config", help="TOML file with run settings"),
 ) -> None:
     """Run an architecture search and print the archive summary."""
@@ -271,6 +274,7 @@ def run(
             workers=workers,
             device=device,
             wall_time_s=wall_time,
+            proxies=None if proxies is None else list(_proxies(proxies)),
             llm_spec=llm,
             llm_url=llm_url,
             llm_max_cost=max_cost,
@@ -293,3 +297,4 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder, e.g. archiv
 
 
 app.add_typer(cli_archive.app, name="archive")
+app.command("bench")(cli_bench.bench)

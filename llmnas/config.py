@@ -74,6 +74,7 @@ class RunConfig(BaseModel):
     timeout_s: float = Field(600.0, gt=0)
     memory_mb: int = Field(4096, gt=0)
     wall_time_s: float | None = Field(None, gt=0)
+    proxies: list[str] = Field(default_factory=list, description="proxies recorded per candidate")
     proposal_queue: int = Field(2, ge=1, description="proposals prepared ahead per worker")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)

@@ -151,8 +151,17 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         from llmnas.cascade import Cascade, CascadeConfig
 
         cascade = Cascade(config=CascadeConfig.model_validate(config.cascade), seed=config.seed)
+    from llmnas.proxies import parse_proxy_selection
+
+    try:
+        proxies = tuple(parse_proxy_selection(",".join(config.proxies) or "none"))
+    except ValueError as exc:
+        raise RunError(f"config proxies: {exc}") from None
     settings = EvalSettings(
-        epochs=config.epochs, timeout_s=config.timeout_s, memory_mb=config.memory_mb
+        epochs=config.epochs,
+        timeout_s=config.timeout_s,
+        memory_mb=config.memory_mb,
+        proxies=proxies,
     )
     evaluator = Evaluator(task, workers=config.workers, device=config.device, settings=settings)
     loop = RunLoop(
