@@ -76,6 +76,10 @@ class RunConfig(BaseModel):
     wall_time_s: float | None = Field(None, gt=0)
     proxies: list[str] = Field(default_factory=list, description="proxies recorded per candidate")
     proposal_queue: int = Field(2, ge=1, description="proposals prepared ahead per worker")
+    sequential: bool = Field(
+        False,
+        description="ask only when nothing is in flight: reproducible, workers idle meanwhile",
+    )
     llm: LLMSettings = Field(default_factory=LLMSettings)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     cascade: dict[str, Any] = Field(default_factory=dict)

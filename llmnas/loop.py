@@ -98,6 +98,7 @@ class RunLoop:
         calls: CallQueue | None = None,
         wall_time_s: float | None = None,
         queue_per_worker: int = 2,
+        sequential: bool = False,
         on_progress: Callable[[LoopStats], None] | None = None,
     ):
         self.strategy, self.store, self.archive = strategy, store, archive
@@ -106,6 +107,7 @@ class RunLoop:
         self.calls = calls or CallQueue()
         self.wall_time_s = wall_time_s
         self.ahead = workers * queue_per_worker
+        self.sequential = sequential
         self.on_progress = on_progress
         self.stats = LoopStats()
         self._stop = threading.Event()
@@ -170,7 +172,14 @@ class RunLoop:
                     break
                 if self.stats.committed != committed_at_ask:
                     starved = False
-                if asking is None and not exhausted and not starved and total < self.budget:
+                busy = self.sequential and bool(running or ready)
+                if (
+                    asking is None
+                    and not exhausted
+                    and not starved
+                    and not busy
+                    and total < self.budget
+                ):
                     if len(ready) < self.ahead:
                         n = min(self.ahead - len(ready), self.budget - total)
                         asking = proposer.submit(self.strategy.ask, n)

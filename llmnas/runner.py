@@ -176,6 +176,7 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         calls=calls,
         wall_time_s=config.wall_time_s,
         queue_per_worker=config.proposal_queue,
+        sequential=config.sequential,
         on_progress=on_progress,
     )
     return Run(config, store, loop, evaluator, name, spec)

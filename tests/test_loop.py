@@ -219,12 +219,53 @@ def test_malformed_config_is_exit_2(tmp_path):
 def test_any_run_replays_from_its_exported_cassette(tmp_path):
     cassette = tmp_path / "c.jsonl"
     cassette.write_text(
-        "".join(json.dumps({"response": "```python\n" + PROGRAM.format(width=w) + "```"}) + "\n" for w in (8, 24))
+        "".join(
+            json.dumps({"response": "```python\n" + PROGRAM.format(width=w) + "```"}) + "\n"
+            for w in (8, 24)
+        )
     )
     first, second = tmp_path / "first", tmp_path / "second"
-    assert cli("run", "--task", "synthetic", "--llm", f"replay:{cassette}", "--budget", "6", "--out", str(first)).returncode == 0
+    assert (
+        cli(
+            "run",
+            "--task",
+            "synthetic",
+            "--llm",
+            f"replay:{cassette}",
+            "--budget",
+            "6",
+            "--out",
+            str(first),
+        ).returncode
+        == 0
+    )
     exported = tmp_path / "exported.jsonl"
     assert cli("archive", "cassette", str(first), "--to", str(exported)).returncode == 0
     assert len(exported.read_text().splitlines()) == 2
-    assert cli("run", "--task", "synthetic", "--llm", f"replay:{exported}", "--budget", "6", "--out", str(second)).returncode == 0
+    assert (
+        cli(
+            "run",
+            "--task",
+            "synthetic",
+            "--llm",
+            f"replay:{exported}",
+            "--budget",
+            "6",
+            "--out",
+            str(second),
+        ).returncode
+        == 0
+    )
     assert [r["hash"] for r in rows(first)] == [r["hash"] for r in rows(second)]
+
+
+def test_sequential_runs_are_reproducible(tmp_path):
+    config = tmp_path / "seq.toml"
+    config.write_text(
+        'task = "nb201-cifar10"\nstrategy = "regevo"\nbudget = 40\nseed = 4\nsequential = true\n'
+    )
+    hashes = []
+    for name in ("a", "b"):
+        assert cli("run", "--config", str(config), "--out", str(tmp_path / name)).returncode == 0
+        hashes.append([r["hash"] for r in rows(tmp_path / name)])
+    assert hashes[0] == hashes[1] and len(set(hashes[0])) > 20
