@@ -33,6 +33,21 @@ def _open(run_dir: Path):
         fail(str(exc))
 
 
+def _pick(store, candidate: int | None, run_dir: Path):
+    """The candidate with this id, or the incumbent; one line and exit 2 when there is none."""
+    from llmnas.inspect_run import best
+
+    if candidate is None:
+        inc = best(store)
+        if inc is None:
+            fail(f"run {run_dir} has no successfully evaluated candidate yet")
+        return inc
+    try:
+        return store.get(candidate)
+    except StoreError as exc:
+        fail(str(exc))
+
+
 def _emit(obj) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
 
@@ -190,19 +205,10 @@ def lineage(
     as_json: bool = JSON,
 ) -> None:
     """Ancestry of a candidate, with the operator, edit or prompt behind each step."""
-    from llmnas.inspect_run import best
     from llmnas.inspect_run import lineage as trace
 
     with _open(run_dir) as store:
-        if candidate is None:
-            inc = best(store)
-            if inc is None:
-                fail(f"run {run_dir} has no successfully evaluated candidate yet")
-            candidate = inc.id
-        try:
-            steps = trace(store, candidate)
-        except StoreError as exc:
-            fail(str(exc))
+        steps = trace(store, _pick(store, candidate, run_dir).id)
     if as_json:
         for step in steps:
             _emit(step)
@@ -228,20 +234,12 @@ def export(
 ) -> None:
     """Write a candidate as a standalone .py plus trained weights (safetensors)."""
     from llmnas.evaluator import EvalSettings, Evaluator
-    from llmnas.inspect_run import best
     from llmnas.inspect_run import export as write
     from llmnas.tasks import get_task
 
     with _open(run_dir) as store:
-        if candidate is None:
-            inc = best(store)
-            if inc is None:
-                fail(f"run {run_dir} has no successfully evaluated candidate yet")
-            candidate = inc.id
-        try:
-            cand = store.get(candidate)
-        except StoreError as exc:
-            fail(str(exc))
+        cand = _pick(store, candidate, run_dir)
+        candidate = cand.id
         config = store.config()
         blob = None
         if weights:

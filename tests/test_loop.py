@@ -269,3 +269,38 @@ def test_sequential_runs_are_reproducible(tmp_path):
         assert cli("run", "--config", str(config), "--out", str(tmp_path / name)).returncode == 0
         hashes.append([r["hash"] for r in rows(tmp_path / name)])
     assert hashes[0] == hashes[1] and len(set(hashes[0])) > 20
+
+
+def test_export_gives_a_standalone_program_and_weights_loadable_with_plain_torch(tmp_path):
+    run_dir, out = tmp_path / "run", tmp_path / "export"
+    assert (
+        cli(
+            "run",
+            "--task",
+            "synthetic",
+            "--strategy",
+            "ast",
+            "--budget",
+            "3",
+            "--out",
+            str(run_dir),
+        ).returncode
+        == 0
+    )
+    res = cli("archive", "export", str(run_dir), "--to", str(out))
+    assert res.returncode == 0, res.stderr
+    best = json.loads(cli("archive", "best", str(run_dir), "--json").stdout)
+    program = out / f"candidate_{best['id']}.py"
+    weights = out / f"candidate_{best['id']}.safetensors"
+    check = (
+        "import runpy, sys, torch, safetensors.torch as st\n"
+        f"ns = runpy.run_path({str(program)!r})\n"
+        "m = ns['Model']((1, 8), 4)\n"
+        f"m.load_state_dict(st.load_file({str(weights)!r}))\n"
+        "print(sum(p.numel() for p in m.parameters()))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert int(loaded.stdout.strip()) == best["metrics"]["params"]
