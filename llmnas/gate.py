@@ -19,6 +19,7 @@ import ast
 import hashlib
 from dataclasses import dataclass
 
+from llmnas.pyast import parse_source
 from llmnas.records import Failure, FailureKind
 
 __all__ = ["ALLOWED_IMPORTS", "GateResult", "MAX_SOURCE_BYTES", "check", "normalised_hash"]
@@ -132,7 +133,7 @@ def _strip_main_guard(source: str, tree: ast.Module) -> tuple[str, ast.Module]:
     for node in reversed(guards):
         del lines[node.lineno - 1 : node.end_lineno]
     stripped = "".join(lines)
-    return stripped, ast.parse(stripped)
+    return stripped, parse_source(stripped)
 
 
 def _policy_violation(tree: ast.Module) -> str | None:
@@ -200,7 +201,7 @@ def check(source: str) -> GateResult:
         source.replace("\r\n", "\n").expandtabs(8) if "\r" in source or "\t" in source else source
     )
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError as exc:
         return _fail(source, FailureKind.SYNTAX, f"line {exc.lineno}: {exc.msg}")
     except (ValueError, RecursionError, MemoryError) as exc:
@@ -233,7 +234,7 @@ class _StripDocstrings(ast.NodeTransformer):
 
 def normalised_hash(program: str | ast.Module) -> str:
     """sha256 of the AST without docstrings, comments, formatting or main-guard blocks."""
-    tree = ast.parse(program) if isinstance(program, str) else program
-    tree = _StripDocstrings().visit(ast.parse(ast.unparse(tree)))
+    tree = parse_source(program) if isinstance(program, str) else program
+    tree = _StripDocstrings().visit(parse_source(ast.unparse(tree)))
     tree.body = [n for n in tree.body if not _is_main_guard(n)]
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()

@@ -37,6 +37,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from llmnas.pyast import parse_source
 from llmnas.records import Failure, FailureKind
 
 __all__ = ["ExtractResult", "apply_search_replace", "extract_program", "strip_thinking"]
@@ -100,7 +101,7 @@ def _parse(code: str) -> _Parsed:
     error = ""
     for variant in variants:
         try:
-            return _Parsed(variant, ast.parse(variant), "")
+            return _Parsed(variant, parse_source(variant), "")
         except SyntaxError as exc:
             error = error or f"line {exc.lineno}: {exc.msg}"
         except (ValueError, RecursionError, MemoryError) as exc:

@@ -38,6 +38,7 @@ from llmnas.operators.ast_layers import (
     spatial_dim,
 )
 from llmnas.operators.ast_program import Item, Program
+from llmnas.pyast import parse_source
 
 __all__ = ["CROSSERS"]
 
@@ -154,7 +155,7 @@ def graft_frontend(a: Program, b: Program, rng: random.Random, shape: tuple | No
     if not _self_contained([value]):
         raise NotApplicable("stem refers to names of the second parent")
     if not convs[0].lazy:
-        first_in = ast.parse("input_shape[0]", mode="eval").body
+        first_in = parse_source("input_shape[0]", mode="eval").body
         set_arg(convs[0].call, in_param(convs[0].name or "") or "", first_in)
     if any(it.role == "skip" for it in items):
         a.ensure_skip_class()
@@ -166,7 +167,7 @@ def graft_frontend(a: Program, b: Program, rng: random.Random, shape: tuple | No
     body = a.forward.body
     docstring = bool(body) and isinstance(body[0], ast.Expr)
     at = 1 if docstring and isinstance(body[0].value, ast.Constant) else 0  # type: ignore[attr-defined]
-    body.insert(at, ast.parse(f"{x} = self.{attr}({x})").body[0])
+    body.insert(at, parse_source(f"{x} = self.{attr}({x})").body[0])
     a.push_width(achain, -1, ast.Constant(width), None, crossed=True)
     if _changes_length(items):
         a.push_length(achain, -1)

@@ -53,6 +53,7 @@ from llmnas.operators.ast_layers import (
     spatial_dim,
 )
 from llmnas.operators.ast_program import Item, Program
+from llmnas.pyast import parse_source
 
 __all__ = ["MUTATORS"]
 
@@ -229,7 +230,9 @@ def activation(p: Program, rng: random.Random) -> str:
     new = rng.choice([a for a in ACTIVATIONS if a != old])
     fname = next(k for k, v in _FUNCTIONAL.items() if v == new)
     node.func = (
-        ast.parse("torch.tanh" if new == "Tanh" else f"torch.nn.functional.{fname}").body[0].value
+        parse_source("torch.tanh" if new == "Tanh" else f"torch.nn.functional.{fname}")
+        .body[0]
+        .value
     )  # type: ignore[attr-defined]
     node.keywords = []
     return f"activation {old}->{new} in forward"

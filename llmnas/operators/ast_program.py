@@ -41,6 +41,7 @@ from llmnas.operators.ast_layers import (
     spatial_dim,
 )
 from llmnas.operators.ast_render import to_source
+from llmnas.pyast import parse_source
 
 __all__ = ["Item", "Program"]
 
@@ -85,7 +86,7 @@ class Program:
 
     def __init__(self, source: str):
         try:
-            self.tree = ast.parse(source)
+            self.tree = parse_source(source)
         except SyntaxError as exc:
             raise NotApplicable(f"does not parse: {exc.msg}") from None
         models = [n for n in self.tree.body if isinstance(n, ast.ClassDef) and n.name == "Model"]
@@ -321,11 +322,11 @@ class Program:
         """Define ``SkipAdd`` before ``Model`` unless the program already does."""
         for node in self.tree.body:
             if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == SKIP_CLASS:
-                if ast.dump(node) != ast.dump(ast.parse(SKIP_SOURCE).body[0]):
+                if ast.dump(node) != ast.dump(parse_source(SKIP_SOURCE).body[0]):
                     raise NotApplicable(f"the program defines its own {SKIP_CLASS}")
                 return
         i = self.tree.body.index(self.model)
-        self.tree.body.insert(i, ast.parse(SKIP_SOURCE).body[0])
+        self.tree.body.insert(i, parse_source(SKIP_SOURCE).body[0])
 
     def add_attribute(self, name: str, value: ast.expr) -> str:
         """Append ``self.<name> = value`` to ``__init__`` (before the dry run) with a free name."""
@@ -333,7 +334,7 @@ class Program:
         while name in taken:
             n += 1
             name = f"{base}{n}"
-        stmt = ast.parse(f"self.{name} = None").body[0]
+        stmt = parse_source(f"self.{name} = None").body[0]
         stmt.value = value  # type: ignore[attr-defined]
         body = self.init.body
         at = len(body) - 3 if self._has_dry_run() else len(body)
@@ -348,7 +349,7 @@ class Program:
         """Add what the edits need (dry run for lazy layers, imports) and unparse."""
         lazy = any((layer_name(n) or "").startswith("Lazy") for n in ast.walk(self.tree))
         if lazy and not self._has_dry_run():
-            self.init.body.extend(ast.parse(_DRY_RUN).body)
+            self.init.body.extend(parse_source(_DRY_RUN).body)
         return to_source(self.tree)
 
 

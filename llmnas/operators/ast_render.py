@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from llmnas.pyast import parse_source
+
 __all__ = ["to_source"]
 
 
@@ -39,7 +41,7 @@ def add_missing_imports(tree: ast.Module) -> None:
                 i == 0 and isinstance(node, ast.Expr)
             ):
                 at = i + 1
-        tree.body[at:at] = ast.parse("\n".join(missing)).body
+        tree.body[at:at] = parse_source("\n".join(missing)).body
 
 
 def to_source(tree: ast.Module) -> str:
@@ -48,7 +50,7 @@ def to_source(tree: ast.Module) -> str:
     source = ast.unparse(ast.fix_missing_locations(tree))
     wrapped = "\n".join(_wrap(line) for line in source.splitlines())
     try:
-        same = ast.dump(ast.parse(wrapped)) == ast.dump(ast.parse(source))
+        same = ast.dump(parse_source(wrapped)) == ast.dump(parse_source(source))
     except SyntaxError:
         same = False
     return (wrapped if same else source) + "\n"

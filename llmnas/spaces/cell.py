@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from llmnas.pyast import parse_source
+
 __all__ = [
     "NASLIB_EDGES",
     "NASLIB_OPS",
@@ -300,7 +302,7 @@ def render(genotype: CellGenotype, preset: str | CellPreset = "nb201") -> str:
 def arch_from_source(source: str) -> str | None:
     """The string value of a module-level ``NB201_ARCH = "..."``, read without running code."""
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     value: str | None = None

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from llmnas.pyast import parse_source
+
 __all__ = ["CHAIN_OPS", "ChainGenotype", "ChainSpace", "Layer"]
 
 CHAIN_OPS: tuple[str, ...] = ("conv", "sepconv", "mix", "pool")
@@ -253,7 +255,7 @@ class ChainSpace:
     def from_source(self, source: str) -> ChainGenotype | None:
         """The genotype in a module-level ``CHAIN_LAYERS = [...]``, read without running code."""
         try:
-            tree = ast.parse(source)
+            tree = parse_source(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
         found = None
