@@ -144,13 +144,11 @@ def _progress_runner(budget: int):
         best = "-" if stats.best_val is None else f"{stats.best_val:.3f} (#{stats.best_id})"
         fails = ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items())) or "none"
         tokens = f" | tokens {stats.tokens:,} ${stats.cost:.3f}" if stats.tokens else ""
-        progress.update(
-            bar,
-            completed=stats.committed,
-            description=(
-                f"best val {best} | coverage {stats.coverage:.0%}{tokens} | failures: {fails}"
-            ),
-        )
+        line = f"best val {best} | coverage {stats.coverage:.0%}{tokens} | failures: {fails}"
+        progress.update(bar, completed=stats.committed, description=line)
+        if not err.is_terminal:  # a log file or a pipe: one plain line per candidate
+            total = progress.tasks[0].total
+            err.print(f"[{stats.committed}/{total:g}] {line}", highlight=False, soft_wrap=True)
 
     return progress, update
 
