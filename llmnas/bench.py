@@ -115,14 +115,10 @@ class BenchConfig(BaseModel):
         data: dict[str, Any] = {**self.run, **entry.run}
         data.update(
             task=self.task,
-            strategy=entry.strategy,
-            budget=self.budget,
-            seed=seed,
+            strategy=entry.strategy, budget=self.budget, seed=seed,
             out=str(Path(self.out) / f"{entry.label}-{seed}"),
-            workers=self.workers,
-            epochs=self.epochs,
-            wall_time_s=self.wall_time_s,
-        )
+            workers=self.workers, epochs=self.epochs, wall_time_s=self.wall_time_s,
+        )  # fmt: skip
         if entry.llm is not None:
             data["llm"] = {**data.get("llm", {}), "spec": entry.llm}
         return validated(data)
@@ -222,8 +218,9 @@ def _run_cell(cell: Cell, config: BenchConfig, on_progress) -> str:
     from llmnas.runner import RunError, resume_run, start_run
 
     wanted = config.cell_config(cell.entry, cell.seed)
+    started, resumed = time.time(), (cell.dir / "run.sqlite").exists()
     try:
-        if (cell.dir / "run.sqlite").exists():
+        if resumed:
             if _stored_finished(cell, wanted):
                 cell.state = "finished"
                 return cell.message
@@ -234,7 +231,8 @@ def _run_cell(cell: Cell, config: BenchConfig, on_progress) -> str:
         cell.state, cell.message = "unavailable", str(exc)
         return "unavailable"
     if stats.stopped != "interrupted":
-        record = {"stopped": stats.stopped, "committed": stats.committed, "at": time.time()}
+        record = {"stopped": stats.stopped, "committed": stats.committed, "started": started,
+                  "resumed": resumed, "at": time.time()}  # fmt: skip
         _write_json(cell.dir / CELL_FILE, record)
         cell.state, cell.message = "finished", stats.stopped
     return stats.stopped
@@ -344,7 +342,7 @@ def final_evaluation(cells: list[Cell], config: BenchConfig, console: Console) -
 
 
 def collect_cell(cell: Cell) -> CellData:
-    """What the report needs from one cell: its store (read-only) and its ``final.json``."""
+    """What the report needs from one cell: its store (read-only), ``cell.json``, ``final.json``."""
     from llmnas.inspect_run import rebuild_archive
     from llmnas.report import CellData
 
@@ -358,9 +356,11 @@ def collect_cell(cell: Cell) -> CellData:
         if cands:
             archive = rebuild_archive(store)
             data.qd_score, data.coverage = archive.qd_score, archive.coverage
-    if cands:  # the clock starts when the first candidate's evaluation began
-        t0 = cands[0].created_at - cands[0].result.timings.get("eval_seconds", 0.0)
-        data.times = [c.created_at - t0 for c in cands]
+    record, first = _read_json(cell.dir / CELL_FILE) or {}, cands[0] if cands else None
+    if first is not None:  # the run's start; for a resumed run, when its first evaluation began
+        before = first.result.timings.get("eval_seconds", 0) + first.meta.get("search_seconds", 0)
+        t0 = record.get("started") if not record.get("resumed") else None
+        data.times = [c.created_at - (t0 or first.created_at - before) for c in cands]
     for c in cands:
         ok = c.status.value == "ok"
         data.statuses.append(c.status.value)

@@ -94,9 +94,8 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def _fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
-    if mean is None:
-        return "—"
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = "—" if mean is None else f"{mean:.{digits}f}"
+    return text if std is None or mean is None else f"{text} ± {std:.{digits}f}"
 
 
 def _summarise(name: str, cells: list[CellData]) -> dict[str, Any]:
@@ -130,8 +129,7 @@ def _figure(width: float = 6.4, height: float = 4.0):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot(1, 1, 1)
+    return fig, FigureCanvasAgg(fig).figure.add_subplot(1, 1, 1)
 
 
 def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:
@@ -140,20 +138,21 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     return path.name
 
 
 def _band(ax, x: np.ndarray, curves: np.ndarray, label: str, color: str) -> float:
-    """Mean curve with a min..max band; returns the mean's value after the first tenth."""
+    """Mean (where all seeds have a score) and min..max band; returns the band's late low."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a first score
-        mean = np.nanmean(curves, axis=0)
+        mean = curves.mean(axis=0)
         low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
-    ax.plot(x, mean, label=f"{label} (n={len(curves)})", color=color, drawstyle="steps-post")
+    dot = "o" if np.isfinite(mean).sum() <= 2 else None  # DARTS: one evaluation per run
+    ax.plot(x, mean, label=f"{label} (n={len(curves)})", color=color, drawstyle="steps-post",
+            marker=dot, markevery=[int(np.argmax(np.isfinite(mean)))] if dot else None)  # fmt: skip
     ax.fill_between(x, low, high, color=color, alpha=0.2, step="post", linewidth=0)
-    tail = low[len(low) // 10 :]
+    tail = low[len(low) // 10 :]  # the y range follows the band after its first tenth
     return float(np.nanmin(tail)) if np.isfinite(tail).any() else np.nan
 
 
@@ -294,6 +293,7 @@ def checklist(r: dict[str, Any]) -> dict[str, str]:
     seeds = list(range(b["seeds"])) if isinstance(b["seeds"], int) else b["seeds"]
     models = sorted({m for s in r["strategies"] for m in s["models"]})
     tokens = sum(s["tokens"] for s in r["strategies"])
+    used = ", ".join(f"{s['strategy']} {s['evaluations']}" for s in r["strategies"])
     opts = {e["name"] or e["strategy"]: e["run"] for e in b["strategies"] if e["run"]}
     opts.update(
         {k: b["run"][k] for k in ("strategy_options", "cascade", "archive") if k in b["run"]}
@@ -307,8 +307,8 @@ def checklist(r: dict[str, Any]) -> dict[str, str]:
     return {
         "Seeds": f"search seeds {seeds}; final-training seeds "
         f"{list(range(fp['seeds'])) if fp['seeds'] else 'none (tabular: no training)'}",
-        "Equal budgets": f"{b['budget']} evaluations per run for every strategy; wall-time cap "
-        f"{b['wall_time_s'] or 'none'}; {b['workers']} worker(s)",
+        "Equal budgets": f"{b['budget']} evaluations per run for every strategy (used in all: "
+        f"{used}); wall-time cap {b['wall_time_s'] or 'none'}; {b['workers']} worker(s)",
         "Task and recipe": f"{task['name']}; " + ("no training here: NAS-Bench-201's tabulated "
         "results (its own training recipe)" if task["tabular"] else f"recipe {task['recipe']}"),
         "Same final evaluation for all": f"yes: {_how(task, fp)}",
@@ -389,8 +389,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     for key, caption in (("anytime_evals", "best validation accuracy against evaluations"),
-                         ("anytime_time", "best validation accuracy against wall time, from the "
-                          "start of each run's first evaluation (LLM, proxy and training time)"),
+                         ("anytime_time", "best validation accuracy against wall time since each "
+                          "run began (search, LLM, proxy and training time)"),
                          ("pareto", "accuracy against parameters, Pareto fronts"),
                          ("final", "final score per search seed")):  # fmt: skip
         lines += [f"![{caption}]({r['plots'][key]})", ""]

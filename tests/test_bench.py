@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -24,21 +22,6 @@ seeds = 3
 budget = 15
 out = "{out}"
 """
-
-
-@pytest.fixture(autouse=True)
-def serial_ast_parse(monkeypatch):
-    """Work around a CPython 3.11.7 race: concurrent ``ast.parse`` calls on the loop's threads
-    (gate on the main thread, the table lookup and strategies on others) can raise
-    ``SystemError: AST constructor recursion depth mismatch``. Remove once the loop serialises
-    parsing (or Python >= 3.11.8 is required)."""
-    lock, parse = threading.Lock(), ast.parse
-
-    def locked(*args, **kwargs):
-        with lock:
-            return parse(*args, **kwargs)
-
-    monkeypatch.setattr(ast, "parse", locked)
 
 
 def write(tmp: Path, text: str, name: str = "bench.toml") -> Path:
