@@ -180,8 +180,7 @@ def _contract_violation(tree: ast.Module) -> str | None:
     if positional[:3] != ["self", "input_shape", "num_classes"]:
         got = ", ".join(positional) or "nothing"
         return f"Model.__init__ must take (self, input_shape, num_classes); got ({got})"
-    n_defaults = len(args.defaults)
-    required_extra = len(positional) - 3 - max(0, n_defaults - 0)
+    required_extra = len(positional) - 3 - len(args.defaults)  # defaults cover the last ones
     if required_extra > 0:
         return "Model.__init__ may take extra parameters only with default values"
     if any(d is None for d in args.kw_defaults):
