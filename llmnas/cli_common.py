@@ -10,7 +10,7 @@ from rich.markup import escape
 
 __all__ = ["err", "fail", "out"]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages with paths stay on one line
 out = Console()
 
 

@@ -304,3 +304,44 @@ def test_export_gives_a_standalone_program_and_weights_loadable_with_plain_torch
     )
     assert loaded.returncode == 0, loaded.stderr
     assert int(loaded.stdout.strip()) == best["metrics"]["params"]
+
+
+def test_ctrl_c_stops_gracefully_and_leaves_a_resumable_run(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    proc = subprocess.Popen(
+        [
+            *LLMNAS,
+            "run",
+            "--task",
+            "synthetic",
+            "--strategy",
+            "ast",
+            "--budget",
+            "40",
+            "--epochs",
+            "30",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=base,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            with RunStore.open(run_dir, read_only=True) as store:
+                if store.count() >= 2:
+                    break
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted" in err and f"llmnas resume {run_dir}" in err
+    with RunStore.open(run_dir) as store:
+        assert 2 <= store.count() < 40
+        assert store.integrity_check() == "ok"
