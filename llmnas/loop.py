@@ -208,8 +208,9 @@ class RunLoop:
                             self.stats.stopped = f"strategy exhausted: {exc}"
                             continue
                         if not proposals:
-                            starved = True
-                            if not running and not ready:
+                            # empty only counts when the strategy had been told everything
+                            starved = committed_at_ask == self.stats.committed
+                            if starved and not running and not ready:
                                 exhausted = True
                                 self.stats.stopped = (
                                     self.stats.stopped or "strategy has nothing to propose"
