@@ -42,6 +42,19 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
     )
 
 
+def wait_for_commits(run_dir: Path, n: int, timeout: float = 240) -> int:
+    """Poll a live run (read-only) until it has ``n`` committed candidates; the count seen."""
+    deadline, committed = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and committed < n:
+        time.sleep(0.3)
+        try:
+            with RunStore.open(run_dir, read_only=True) as store:
+                committed = store.count()
+        except Exception:  # noqa: BLE001 - the writer may still be creating it
+            committed = 0
+    return committed
+
+
 def rows(run_dir: Path) -> list[dict]:
     res = cli("archive", "list", str(run_dir), "--json")
     assert res.returncode == 0, res.stderr
@@ -160,16 +173,7 @@ def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
         env=base,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 240
-    committed = 0
-    while time.monotonic() < deadline and committed < 4:
-        time.sleep(0.3)
-        if (run_dir / "run.sqlite").exists():
-            try:
-                with RunStore.open(run_dir, read_only=True) as store:
-                    committed = store.count()
-            except Exception:  # noqa: BLE001 - the writer may be creating it
-                committed = 0
+    committed = wait_for_commits(run_dir, 4)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert committed >= 4, "the run did not get going"
@@ -329,15 +333,7 @@ def test_ctrl_c_stops_gracefully_and_leaves_a_resumable_run(tmp_path):
         text=True,
         env=base,
     )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        try:
-            with RunStore.open(run_dir, read_only=True) as store:
-                if store.count() >= 2:
-                    break
-        except Exception:  # noqa: BLE001 - not created yet
-            pass
+    wait_for_commits(run_dir, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
