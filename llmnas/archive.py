@@ -18,6 +18,11 @@ Parent selection (seeded by the caller's :class:`numpy.random.Generator`, elites
 
 - ``uniform``: every elite equally likely.
 - ``tournament``: draw ``tournament_size`` distinct elites, keep the highest objective.
+- ``mixed`` (default): each parent is, with probability ``recent_rate``, one of the last
+  ``recent_window`` candidates that entered the map (recent improvements, even if a better
+  program has displaced them since); else, with probability ``best_rate``, the winner of a
+  tournament; else a curiosity draw over the elites. Recent improvements keep the newest
+  ideas in play, tournaments keep pressure on accuracy, curiosity spreads over the map.
 - ``curiosity`` (LLMatic): every candidate id has a curiosity score, 0 at first. When a child
   is added, each of its parents' scores changes by ``curiosity_added`` (+1.0) if the child
   became an elite, ``curiosity_rejected`` (-0.5) if it was evaluated but not kept, and
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,9 +60,11 @@ class ArchiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    descriptors: list[str] = Field(default_factory=lambda: ["log10_params", "log10_flops"])
+    descriptors: list[str] = Field(
+        default_factory=lambda: ["log10_params", "log10_flops_per_param"]
+    )
     kind: Literal["grid", "cvt"] = "grid"
-    bins: int | list[int] = 16
+    bins: int | list[int] = 10
     cells: int = Field(128, ge=2, description="CVT archives: number of centroids")
     islands: int = Field(1, ge=1, description="independent archives with ring migration")
     migration_interval: int = Field(50, ge=1, description="candidates between migrations")
@@ -64,8 +72,11 @@ class ArchiveConfig(BaseModel):
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     objective: Literal["val_accuracy", "params_x_error"] = "val_accuracy"
     error_gate: float = Field(0.5, gt=0.0, le=1.0)
-    selection: Literal["uniform", "tournament", "curiosity"] = "uniform"
+    selection: Literal["uniform", "tournament", "curiosity", "mixed"] = "mixed"
     tournament_size: int = Field(3, ge=1)
+    recent_rate: float = Field(0.3, ge=0.0, le=1.0, description="mixed: recent improvement")
+    best_rate: float = Field(0.3, ge=0.0, le=1.0, description="mixed: tournament winner")
+    recent_window: int = Field(8, ge=1, description="mixed: how many recent improvements")
     curiosity_added: float = 1.0
     curiosity_rejected: float = -0.5
     curiosity_failed: float = -1.0
@@ -166,6 +177,7 @@ class QDArchive:
         self._curiosity: dict[int, float] = {}
         self._seen: set[int] = set()
         self._best: tuple[float, int] | None = None
+        self._recent: deque[int] = deque(maxlen=self.config.recent_window)
 
     # ------------------------------------------------------------------ building
 
@@ -241,6 +253,7 @@ class QDArchive:
         if current is not None and not objective > current.objective:
             return False
         self._cells[cell] = Elite(cid, objective, tuple(measures), cell)
+        self._recent.append(cid)
         return True
 
     def _account(self, view: _View, added: bool) -> None:
@@ -300,6 +313,52 @@ class QDArchive:
         """Curiosity score of a candidate (0.0 until one of its children is added)."""
         return self._curiosity.get(candidate_id, 0.0)
 
+    def recent(self) -> list[int]:
+        """Ids of the last candidates that entered the map, oldest first."""
+        return list(self._recent)
+
+    def niche_near(
+        self, measures: Iterable[float], rng: np.random.Generator, *, parent_id: int | None = None
+    ) -> dict[str, tuple[float, float]] | None:
+        """The descriptor ranges of an empty cell next to ``measures`` (grid archives only).
+
+        Looks at the cells at Chebyshev distance 1, then 2, around the cell of ``measures``
+        and draws one of the empty ones; if all are filled, the one whose elite is weakest.
+        Returns ``{descriptor: (low, high)}``, or ``None`` for CVT archives. ``parent_id`` is
+        for island archives (the parent's island); a plain archive ignores it.
+        """
+        if self.config.kind != "grid":
+            return None
+        point = np.asarray(list(measures), dtype=np.float64)
+        dims = np.array(self.config.dims())
+        centre = self.ribs.int_to_grid_index(np.array([self.ribs.index_of_single(point)]))[0]
+        for radius in (1, 2):
+            ring = []
+            for offset in np.ndindex(*([2 * radius + 1] * len(dims))):
+                step = np.array(offset) - radius
+                if np.abs(step).max() != radius:
+                    continue
+                cell = centre + step
+                if (cell >= 0).all() and (cell < dims).all():
+                    ring.append(cell)
+            if not ring:
+                continue
+            ints = self.ribs.grid_to_int_index(np.array(ring)).tolist()
+            empty = [i for i, c in enumerate(ints) if c not in self._cells]
+            if empty:
+                pick = ring[empty[int(rng.integers(len(empty)))]]
+                break
+            if radius == 2:
+                weakest = min(range(len(ints)), key=lambda i: self._cells[ints[i]].objective)
+                pick = ring[weakest]
+        else:  # pragma: no cover - a 1x1 grid has no neighbours
+            return None
+        bounds = self.ribs.boundaries
+        return {
+            name: (float(bounds[d][pick[d]]), float(bounds[d][pick[d] + 1]))
+            for d, name in enumerate(self.config.descriptors)
+        }
+
     # ------------------------------------------------------------------ parent selection
 
     def select_parents(
@@ -310,10 +369,23 @@ class QDArchive:
         Returns an empty list when the archive has no elites.
         """
         elites, method = self.elites(), method or self.config.selection
-        if method not in ("uniform", "tournament", "curiosity"):
-            raise ArchiveError(f"selection must be uniform, tournament or curiosity: {method!r}")
+        if method not in ("uniform", "tournament", "curiosity", "mixed"):
+            raise ArchiveError(
+                f"selection must be uniform, tournament, curiosity or mixed, got {method!r}"
+            )
         if not elites or n <= 0:
             return []
+        if method == "mixed":
+            cfg, recent, out = self.config, list(self._recent), []
+            for _ in range(n):
+                u = rng.random()
+                if recent and u < cfg.recent_rate:
+                    out.append(recent[int(rng.integers(len(recent)))])
+                elif u < cfg.recent_rate + cfg.best_rate:
+                    out.extend(self.select_parents(1, rng, "tournament"))
+                else:
+                    out.extend(self.select_parents(1, rng, "curiosity"))
+            return out
         if method == "tournament":
             k = min(self.config.tournament_size, len(elites))
             rounds = [rng.choice(len(elites), size=k, replace=False) for _ in range(n)]

@@ -171,6 +171,12 @@ def _run_and_report(start) -> None:
         progress.update(progress.task_ids[0], total=run.config.budget)
         progress.start()
 
+        def repeat_progress(done: int, total: int) -> None:
+            progress.stop()
+            err.print(f"repeating the best: training {done}/{total}", highlight=False)
+
+        run.on_repeat = repeat_progress
+
     try:
         stats = start(ready, update)
     except RunError as exc:
@@ -186,13 +192,17 @@ def _run_and_report(start) -> None:
 
 
 def _summary(run_dir: Path) -> None:
-    from llmnas.inspect_run import best, open_run, rebuild_archive
+    from llmnas.inspect_run import best, open_run, rebuild_archive, repeated
 
     with open_run(run_dir) as store:
         cands = store.candidates()
         archive = rebuild_archive(store)
         inc = best(store)
+        rep = repeated(store).get(inc.id) if inc is not None else None
         ok = sum(c.status.value == "ok" for c in cands)
+    score = "-" if inc is None else f"{inc.val_accuracy:.3f}"
+    if rep is not None:
+        score = f"{rep.mean:.3f} ± {rep.std:.3f} (n={rep.n})"
     table = Table(title=f"archive {run_dir}")
     for col in (
         "candidates",
@@ -211,7 +221,7 @@ def _summary(run_dir: Path) -> None:
         str(len(archive)),
         f"{archive.coverage:.1%}",
         f"{archive.qd_score:.2f}",
-        "-" if inc is None else f"{inc.val_accuracy:.3f}",
+        score,
         "-" if inc is None else str(inc.id),
         "-" if inc is None else f"{inc.result.metrics.get('params', 0):,}",
     )

@@ -175,11 +175,13 @@ def show(
 
 @app.command("best")
 def best_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
-    """The incumbent, chosen on validation accuracy."""
-    from llmnas.inspect_run import best
+    """The incumbent, chosen on validation accuracy: the best mean over repeated trainings
+    when the run has repeats, else the best single run."""
+    from llmnas.inspect_run import best, repeated
 
     with _open(run_dir) as store:
         inc = best(store)
+        rep = repeated(store).get(inc.id) if inc is not None else None
     if inc is None:
         fail(f"run {run_dir} has no successfully evaluated candidate yet")
     obj = {
@@ -187,15 +189,79 @@ def best_(run_dir: Path = RUN, as_json: bool = JSON) -> None:
         "operator": inc.operator,
         "parent_ids": inc.parent_ids,
         "metrics": inc.result.metrics,
+        "repeats": None if rep is None else rep.as_dict(),
     }
     if as_json:
         _emit(obj)
         return
+    score = f"val accuracy {inc.val_accuracy:.3f} (one training)"
+    if rep is not None:
+        score = f"val accuracy {rep.mean:.3f} ± {rep.std:.3f} over {rep.n} training seeds"
     out.print(
-        f"best candidate #{inc.id} ({inc.operator}): val accuracy {inc.val_accuracy:.3f}, "
+        f"best candidate #{inc.id} ({inc.operator}): {score}, "
         f"params {inc.result.metrics.get('params', 0):,}"
     )
     out.print(inc.source)
+
+
+@app.command()
+def repeat(
+    run_dir: Path = RUN,
+    top_k: int = typer.Option(1, min=0, help="repeat the k most accurate candidates"),
+    seeds: int = typer.Option(3, min=2, help="trainings per candidate, the first included"),
+    pareto: bool = typer.Option(False, help="also repeat the accuracy/params Pareto front"),
+    workers: int = typer.Option(1, min=1, help="sandbox workers"),
+) -> None:
+    """Train a finished run's best candidates again with other training seeds (resumable)."""
+    from llmnas.evaluator import EvalSettings, Evaluator
+    from llmnas.inspect_run import best, repeated
+    from llmnas.repeats import run_repeats
+    from llmnas.store import RunStore, StoreError
+    from llmnas.tasks import TaskError, get_task
+
+    try:
+        store = RunStore.open(run_dir)
+    except StoreError as exc:
+        fail(str(exc))
+    config = store.config()
+    try:
+        task = get_task(config["task"])
+    except TaskError as exc:
+        store.close()
+        fail(str(exc))
+    if task.tabular:
+        store.close()
+        fail(f"run {run_dir} is on the tabular task {task.name}: there is nothing to retrain")
+    base = task.recipe.seed
+    store.set_state("repeats_base_seed", base)
+    settings = EvalSettings(
+        epochs=config.get("epochs"),
+        timeout_s=config.get("timeout_s", 600.0),
+        memory_mb=config.get("memory_mb", 4096),
+    )
+
+    def progress(done: int, total: int) -> None:
+        err.print(f"repeat {done}/{total}", highlight=False)
+
+    with store, Evaluator(task, workers=workers, device=config.get("device", "cpu")) as ev:
+        ran = run_repeats(
+            store,
+            ev,
+            settings,
+            top_k=top_k,
+            seeds=seeds,
+            pareto=pareto,
+            base_seed=base,
+            on_progress=progress,
+        )
+        inc = best(store)
+        rep = repeated(store).get(inc.id) if inc is not None else None
+    err.print(f"{ran} training(s) run")
+    if inc is not None and rep is not None:
+        out.print(
+            f"incumbent #{inc.id}: val accuracy {rep.mean:.4f} ± {rep.std:.4f} over {rep.n} "
+            f"training seeds, params {inc.result.metrics.get('params', 0):,}"
+        )
 
 
 @app.command()

@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmnas.archive import ArchiveConfig
 
-__all__ = ["ConfigError", "LLMSettings", "RunConfig", "load_config"]
+__all__ = [
+    "ConfigError",
+    "EvolutionSettings",
+    "LLMSettings",
+    "RepeatSettings",
+    "RunConfig",
+    "load_config",
+]
 
 STRATEGIES = ("auto", "llm", "ast", "random", "regevo", "darts")
 
@@ -58,6 +65,44 @@ class LLMSettings(BaseModel):
     parents: int = Field(2, ge=1, le=8)
 
 
+class EvolutionSettings(BaseModel):
+    """What code evolution optimises and what its prompts carry (``llm`` and ``ast``).
+
+    Accuracy is always the first objective; ``objectives`` lists the second ones, kept on the
+    Pareto front and named in prompts as "at equal accuracy, fewer is better" (never a cap).
+    ``max_params``/``max_flops`` are hard budgets: stated in prompts and enforced by the
+    cascade's limits (over-budget programs are rejected without training).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objectives: list[Literal["params", "flops", "latency_ms"]] = Field(
+        default_factory=lambda: ["params"]
+    )
+    max_params: int | None = Field(None, ge=1)
+    max_flops: int | None = Field(None, ge=1)
+    memory: int = Field(8, ge=0, description="recent attempts shown in each prompt")
+    prompt_tokens: int = Field(
+        6000, ge=500, description="prompt size budget (estimated as characters / 4)"
+    )
+    niche_rate: float = Field(0.25, ge=0.0, le=1.0, description="mutations aimed at a niche")
+
+
+class RepeatSettings(BaseModel):
+    """Repeated training of the best candidates with other training seeds, after the search.
+
+    The ``top_k`` most accurate candidates (single run), plus the accuracy/params Pareto front
+    when ``pareto`` is set, are trained ``seeds - 1`` more times (training seeds recipe.seed + 1,
+    + 2, ...); the incumbent is then the best mean. ``top_k = 0`` turns repeats off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int = Field(1, ge=0)
+    seeds: int = Field(3, ge=2, description="trainings per repeated candidate, the first included")
+    pareto: bool = False
+
+
 class RunConfig(BaseModel):
     """Everything a run needs; stored with the run so it can be resumed."""
 
@@ -81,6 +126,8 @@ class RunConfig(BaseModel):
         description="ask only when nothing is in flight: reproducible, workers idle meanwhile",
     )
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+    repeats: RepeatSettings = Field(default_factory=RepeatSettings)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     cascade: dict[str, Any] = Field(default_factory=dict)
     strategy_options: dict[str, Any] = Field(default_factory=dict)

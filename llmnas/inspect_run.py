@@ -13,9 +13,20 @@ from typing import Any
 from llmnas.archive import QDArchive
 from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, Status
+from llmnas.repeats import Repeated, repeat_stats
 from llmnas.store import RunStore, StoreError
 
-__all__ = ["best", "export", "lineage", "list_rows", "open_run", "rebuild_archive", "row"]
+__all__ = [
+    "archive_config",
+    "best",
+    "export",
+    "lineage",
+    "list_rows",
+    "open_run",
+    "rebuild_archive",
+    "repeated",
+    "row",
+]
 
 
 def open_run(run_dir: str | Path) -> RunStore:
@@ -48,17 +59,32 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
     return [row(c) for c in store.candidates()]
 
 
+def repeated(store: RunStore) -> dict[int, Repeated]:
+    """The run's repeated candidates (see :mod:`llmnas.repeats`)."""
+    return repeat_stats(store, int(store.get_state("repeats_base_seed", 0)))
+
+
 def best(store: RunStore) -> Candidate | None:
-    """The incumbent: highest validation accuracy among ok candidates (lowest id on ties)."""
+    """The incumbent: the repeated candidate with the highest mean validation accuracy, or,
+    in a run without repeats, the highest single-run accuracy (lowest id on ties)."""
+    reps = repeated(store)
+    if reps:
+        top = max(reps.values(), key=lambda r: (r.mean, -r.id))
+        return store.get(top.id)
     ok = [c for c in store.candidates(status=Status.OK.value) if c.val_accuracy is not None]
     return max(ok, key=lambda c: (c.val_accuracy, -c.id)) if ok else None
+
+
+def archive_config(store: RunStore) -> dict[str, Any]:
+    """The archive layout the run used: with its seed-derived ranges when it has them."""
+    return store.get_state("archive") or store.config().get("archive", {})
 
 
 def rebuild_archive(store: RunStore) -> QDArchive | IslandArchive:
     """The run's archive (plain or islands), rebuilt from its stored candidates."""
     from llmnas.islands import rebuild_archive as rebuild
 
-    return rebuild(store.candidates(), store.config().get("archive", {}))
+    return rebuild(store.candidates(), archive_config(store))
 
 
 def lineage(store: RunStore, candidate_id: int) -> list[dict[str, Any]]:

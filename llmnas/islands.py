@@ -87,6 +87,18 @@ class IslandArchive:
         return self.islands[island].select_parents(n, rng, method)
 
     @property
+    def config(self) -> ArchiveConfig:
+        """The configuration every island shares."""
+        return self.islands[0].config
+
+    def niche_near(
+        self, measures: Any, rng: np.random.Generator, *, parent_id: int | None = None
+    ) -> dict[str, tuple[float, float]] | None:
+        """:meth:`QDArchive.niche_near` on the parent's island (island 0 if it has none)."""
+        island = self._island_of.get(parent_id, 0) if parent_id is not None else 0
+        return self.islands[island].niche_near(measures, rng)
+
+    @property
     def coverage(self) -> float:
         """Mean coverage of the islands."""
         return float(np.mean([isl.coverage for isl in self.islands]))

@@ -1,12 +1,16 @@
 """Prompt templates: strict rendering and the chat-message builders of the LLM operators.
 
 Templates are plain text files in ``llmnas/prompts/`` (shipped as package data), one per
-template name: ``system``, ``contract``, ``parent``, ``mutate``, ``crossover``, ``fix`` and
-``instructions`` (a list, one instruction per line). Placeholders use :class:`string.Template`
-syntax: ``$field`` or ``${field}``; ``$$`` is a literal dollar sign. Rendering is strict:
-a field the template needs but is not given, a given field the template does not use, and a
-malformed placeholder are all :class:`PromptError`. Values are inserted verbatim (a value is
-never itself expanded), and trailing newlines of the rendered text are dropped.
+template name: ``system``, ``contract``, ``facts`` (how the task trains and scores, from
+:mod:`llmnas.task_facts`), ``parent``, ``memory`` (recent attempts, from
+:mod:`llmnas.memory`), ``mutate``, ``crossover``, ``fix`` and ``instructions`` (a list, one
+instruction per line, with an optional ``grow:``/``shrink:`` direction). Placeholders use
+:class:`string.Template` syntax: ``$field`` or ``${field}``; ``$$`` is a literal dollar sign.
+Rendering is strict: a field the template needs but is not given, a given field the template
+does not use, and a malformed placeholder are all :class:`PromptError`. Values are inserted
+verbatim (a value is never itself expanded), and trailing newlines of the rendered text are
+dropped. A block whose content is empty (no facts for a dict task, no memory yet) leaves no
+blank lines behind.
 
 ``prompts_dir`` points at a folder of overrides: a template found there wins, the others come
 from the package.
@@ -17,7 +21,8 @@ take parents as :class:`~llmnas.records.Candidate` records or plain dicts (``sou
 :class:`~llmnas.tasks.base.Task` or a dict with ``name``, ``description``, ``input_shape``,
 ``num_classes``), and return the chat ``messages`` list: a system message and a user message.
 Parents are shown from the lowest to the highest validation accuracy (EvoPrompting order;
-unknown accuracy first). Accuracies are fractions in [0, 1].
+unknown accuracy first). Accuracies are fractions in [0, 1]. Targets come from
+:mod:`llmnas.targets` unless the caller renders its own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from llmnas.gate import ALLOWED_IMPORTS
+from llmnas.targets import Instruction, Objectives, parse_instruction, targets_block
+from llmnas.task_facts import TaskFacts
 
 __all__ = [
     "FAILURE_HINTS",
@@ -42,7 +49,6 @@ __all__ = [
     "mutation_messages",
     "parent_view",
     "render",
-    "target_metrics",
 ]
 
 
@@ -98,10 +104,11 @@ def render(name: str, fields: Mapping[str, Any], prompts_dir: str | Path | None 
     return template.substitute({k: str(v) for k, v in fields.items()}).rstrip("\n")
 
 
-def instructions(prompts_dir: str | Path | None = None) -> list[str]:
-    """The mutation instructions: non-blank lines of ``instructions.txt`` not starting with #."""
+def instructions(prompts_dir: str | Path | None = None) -> list[Instruction]:
+    """The mutation instructions: non-blank lines of ``instructions.txt`` not starting with #,
+    each with its direction (``grow:``/``shrink:`` prefix, else ``same``)."""
     lines = load_template("instructions", prompts_dir).splitlines()
-    return [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+    return [parse_instruction(s) for line in lines if (s := line.strip()) and not s.startswith("#")]
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class ParentView:
     """What a prompt shows of a program."""
 
     source: str
+    id: int | None = None
     val_accuracy: float | None = None
     params: int | None = None
     flops: int | None = None
@@ -124,11 +132,13 @@ def parent_view(parent: Any) -> ParentView:
         metrics = {**dict(parent.get("metrics") or {}), **dict(parent)}
         failure = parent.get("failure")
         source = parent.get("source")
+        cid = parent.get("id")
     else:
         result = getattr(parent, "result", None)
         metrics = dict(getattr(result, "metrics", None) or {})
         failure = getattr(result, "failure", None)
         source = getattr(parent, "source", None)
+        cid = getattr(parent, "id", None)
     if not isinstance(source, str):
         raise TypeError(f"a parent needs a 'source' string, got {type(parent).__name__}")
     if isinstance(failure, Mapping):
@@ -138,6 +148,7 @@ def parent_view(parent: Any) -> ParentView:
     acc, params, flops = (metrics.get(k) for k in ("val_accuracy", "params", "flops"))
     return ParentView(
         source=source,
+        id=None if cid is None else int(cid),
         val_accuracy=None if acc is None else float(acc),
         params=None if params is None else int(params),
         flops=None if flops is None else int(flops),
@@ -197,6 +208,7 @@ def _parents_block(views: list[ParentView], prompts_dir: str | Path | None) -> s
             "parent",
             {
                 "rank": i,
+                "id": "" if v.id is None else f" (#{v.id})",
                 "val_accuracy": _accuracy(v.val_accuracy),
                 "params": _count(v.params),
                 "flops": _count(v.flops),
@@ -209,42 +221,38 @@ def _parents_block(views: list[ParentView], prompts_dir: str | Path | None) -> s
     return "\n\n".join(blocks)
 
 
-def target_metrics(
-    parents: Sequence[Any], *, accuracy_gain: float = 0.01, size_factor: float = 0.9
-) -> dict[str, float | int]:
-    """EvoPrompting-style targets: a bit more accurate and a bit smaller than the best parent."""
-    views = [v for v in _sorted(parents) if v.val_accuracy is not None]
-    if not views:
-        return {}
-    best = views[-1]
-    targets: dict[str, float | int] = {
-        "val_accuracy": min(1.0, best.val_accuracy + accuracy_gain)  # type: ignore[operator]
-    }
-    if best.params is not None:
-        targets["params"] = max(1, int(best.params * size_factor))
-    if best.flops is not None:
-        targets["flops"] = max(1, int(best.flops * size_factor))
-    return targets
+def _best_accuracy(views: list[ParentView]) -> float | None:
+    scored = [v.val_accuracy for v in views if v.val_accuracy is not None]
+    return max(scored) if scored else None
 
 
-def _targets_block(targets: Mapping[str, float | int] | None) -> str:
-    if not targets:
-        return "- as accurate as possible, with as few parameters as possible"
-    lines = []
-    for key, value in targets.items():
-        if key == "val_accuracy":
-            lines.append(f"- validation accuracy: at least {_accuracy(float(value))}")
-        elif key == "params":
-            lines.append(f"- parameters: at most {_count(value)}")
-        elif key == "flops":
-            lines.append(f"- FLOPs: at most {_count(value)}")
-        else:
-            lines.append(f"- {key}: {value}")
-    return "\n".join(lines)
+def _facts(facts: TaskFacts | None, views: list[ParentView], prompts_dir) -> str:
+    if facts is None:
+        return _EMPTY
+    return render("facts", facts.fields(_best_accuracy(views)), prompts_dir)
+
+
+def _memory(attempts: str, elites: str, prompts_dir) -> str:
+    if not attempts:
+        return _EMPTY
+    return render("memory", {"attempts": attempts, "elites": elites or "empty"}, prompts_dir)
+
+
+def _targets(views: list[ParentView], targets: str | None, facts: TaskFacts | None) -> str:
+    if targets is not None:
+        return targets
+    triples = [(v.val_accuracy, v.params, v.flops) for v in views]
+    n_val = None if facts is None else facts.n_val
+    return targets_block(triples, n_val=n_val, objectives=Objectives())
+
+
+_EMPTY = "\x00empty block\x00"
+"""Stands for a block with no content; removed with the blank line before it."""
 
 
 def _messages(user: str, prompts_dir: str | Path | None) -> list[dict[str, str]]:
     system = render("system", {}, prompts_dir)
+    user = user.replace("\n\n" + _EMPTY, "").replace(_EMPTY, "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -252,22 +260,29 @@ def mutation_messages(
     parents: Sequence[Any],
     task: Any,
     instruction: str,
-    targets: Mapping[str, float | int] | None = None,
     *,
+    targets: str | None = None,
+    facts: TaskFacts | None = None,
+    attempts: str = "",
+    elites: str = "",
     prompts_dir: str | Path | None = None,
 ) -> list[dict[str, str]]:
-    """EvoPrompting mutation prompt: parents sorted by accuracy, targets, one instruction.
+    """EvoPrompting mutation prompt: task facts, parents sorted by accuracy, the run's recent
+    attempts, one instruction and the targets.
 
-    ``targets=None`` uses :func:`target_metrics`; ``{}`` asks for "as good as possible".
+    ``targets`` is a rendered block (see :func:`llmnas.targets.targets_block`); ``None`` uses
+    the default policy (accuracy first, parameters as a second objective, no caps).
     """
     if not parents:
         raise ValueError("a mutation prompt needs at least one parent")
     views = _sorted(parents)
     fields = {
         **_context(task, prompts_dir),
+        "facts": _facts(facts, views, prompts_dir),
         "n_parents": len(views),
         "parents": _parents_block(views, prompts_dir),
-        "targets": _targets_block(target_metrics(views) if targets is None else targets),
+        "memory": _memory(attempts, elites, prompts_dir),
+        "targets": _targets(views, targets, facts),
         "instruction": instruction.strip().rstrip("."),
     }
     return _messages(render("mutate", fields, prompts_dir), prompts_dir)
@@ -276,8 +291,11 @@ def mutation_messages(
 def crossover_messages(
     parents: Sequence[Any],
     task: Any,
-    targets: Mapping[str, float | int] | None = None,
     *,
+    targets: str | None = None,
+    facts: TaskFacts | None = None,
+    attempts: str = "",
+    elites: str = "",
     prompts_dir: str | Path | None = None,
 ) -> list[dict[str, str]]:
     """Crossover prompt for exactly two parents (the weaker shown first)."""
@@ -286,8 +304,10 @@ def crossover_messages(
     views = _sorted(parents)
     fields = {
         **_context(task, prompts_dir),
+        "facts": _facts(facts, views, prompts_dir),
         "parents": _parents_block(views, prompts_dir),
-        "targets": _targets_block(target_metrics(views) if targets is None else targets),
+        "memory": _memory(attempts, elites, prompts_dir),
+        "targets": _targets(views, targets, facts),
     }
     return _messages(render("crossover", fields, prompts_dir), prompts_dir)
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from llmnas.archive import ArchiveConfig
 from llmnas.config import RunConfig, validated
+from llmnas.descriptors import seed_ranges
 from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
 from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
@@ -38,6 +40,7 @@ class Run:
     evaluator: Evaluator
     strategy_name: str
     llm_spec: str | None
+    on_repeat: Callable[[int, int], None] | None = None
 
 
 def choose_strategy(config: RunConfig) -> tuple[str, str | None, str]:
@@ -64,7 +67,9 @@ def _spec_from_env() -> str | None:
     return None
 
 
-def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archive, calls, seed):
+def _strategy(
+    name: str, spec: str | None, config: RunConfig, task: Task, archive, calls, seed, store
+):
     opts = dict(config.strategy_options)
     if name == "darts":
         from llmnas.strategies.darts import make_darts
@@ -112,7 +117,17 @@ def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archiv
             )
         except LLMConfigError as exc:
             raise RunError(str(exc)) from None
-        operator = LLMOperator(llm=llm, task=task, settings=config.llm, seed=seed)
+        from llmnas.task_facts import task_facts
+
+        operator = LLMOperator(
+            llm=llm,
+            task=task,
+            settings=config.llm,
+            seed=seed,
+            evolution=config.evolution,
+            facts=task_facts(task, config.epochs),
+            sent={c["prompt_sha256"] for c in store.llm_calls() if c["prompt_sha256"]},
+        )
     else:
         raise RunError(
             f"strategy {name!r} is not available; expected auto, llm, ast, random, regevo or darts"
@@ -125,7 +140,29 @@ def _strategy(name: str, spec: str | None, config: RunConfig, task: Task, archiv
         parents=config.llm.parents,
         crossover_rate=config.llm.crossover_rate,
         fix_rate=config.llm.fix_rate,
+        niche_rate=config.evolution.niche_rate if name == "llm" else 0.0,
+        memory=config.evolution.memory if name == "llm" else 0,
     )
+
+
+def archive_layout(config: RunConfig, task: Task, evaluator: Evaluator, store: RunStore):
+    """The run's archive config: ``log10_*`` ranges the user did not set come from the task's
+    seed programs (their params and FLOPs, measured once with ``--epochs 0``, widened by
+    :data:`~llmnas.descriptors.SEED_RANGE_FACTOR`). Kept in the store's state, so a resumed
+    run and ``llmnas archive`` rebuild the same map."""
+    stored = store.get_state("archive")
+    if stored is not None:
+        return ArchiveConfig.model_validate(stored)
+    layout = config.archive
+    names = [n for n in layout.descriptors if n.startswith("log10_") and n not in layout.ranges]
+    seeds = {} if task.tabular or not names else task.seed_programs()
+    if seeds:
+        probe = EvalSettings(epochs=0, timeout_s=config.timeout_s, memory_mb=config.memory_mb)
+        results = evaluator.evaluate_many(list(seeds.values()), probe)
+        derived = seed_ranges(names, [r.metrics for r in results if r.ok])
+        layout = layout.model_copy(update={"ranges": {**derived, **layout.ranges}})
+    store.set_state("archive", layout.model_dump(mode="json"))
+    return layout
 
 
 def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
@@ -136,21 +173,6 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
     except TaskError as exc:
         raise RunError(str(exc)) from None
     name, spec, _ = choose_strategy(config)
-    archive = make_archive(config.archive)
-    calls = CallQueue()
-    # a resumed run continues with fresh randomness: the seed mixes in the committed count
-    count = store.count()
-    seed = (
-        config.seed
-        if count == 0
-        else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
-    )
-    strategy = _strategy(name, spec, config, task, archive, calls, seed)
-    cascade = None
-    if config.cascade:
-        from llmnas.cascade import Cascade, CascadeConfig
-
-        cascade = Cascade(config=CascadeConfig.model_validate(config.cascade), seed=config.seed)
     from llmnas.proxies import parse_proxy_selection
 
     try:
@@ -164,6 +186,36 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         proxies=proxies,
     )
     evaluator = Evaluator(task, workers=config.workers, device=config.device, settings=settings)
+    try:
+        archive = make_archive(archive_layout(config, task, evaluator, store))
+        calls = CallQueue()
+        # a resumed run continues with fresh randomness: the seed mixes in the committed count
+        count = store.count()
+        seed = (
+            config.seed
+            if count == 0
+            else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
+        )
+        strategy = _strategy(name, spec, config, task, archive, calls, seed, store)
+    except BaseException:
+        evaluator.close()
+        raise
+    cascade = None
+    limits = {
+        k: v
+        for k, v in (
+            ("max_params", config.evolution.max_params),
+            ("max_flops", config.evolution.max_flops),
+        )
+        if v is not None
+    }
+    if config.cascade or limits:
+        from llmnas.cascade import Cascade, CascadeConfig
+
+        merged = {**config.cascade}
+        for key, value in limits.items():  # a hard budget tightens any limit already set
+            merged[key] = min(value, merged.get(key) or value)
+        cascade = Cascade(config=CascadeConfig.model_validate(merged), seed=config.seed)
     loop = RunLoop(
         strategy=strategy,
         store=store,
@@ -191,11 +243,33 @@ def _execute(run: Run) -> LoopStats:
 
     signal.signal(signal.SIGINT, interrupt)
     try:
-        return run.loop.run()
+        stats = run.loop.run()
+        if stats.stopped.startswith("budget") and run.config.repeats.top_k > 0:
+            _repeat(run)
+        return stats
     finally:
         signal.signal(signal.SIGINT, previous)
         run.evaluator.close()
         run.store.close()
+
+
+def _repeat(run: Run) -> None:
+    """Train the best candidates again with other seeds (see :mod:`llmnas.repeats`)."""
+    from llmnas.repeats import run_repeats
+
+    cfg, base = run.config.repeats, run.evaluator.task.recipe.seed
+    run.store.set_state("repeats_base_seed", base)
+    run_repeats(
+        run.store,
+        run.evaluator,
+        run.loop.settings,
+        top_k=cfg.top_k,
+        seeds=cfg.seeds,
+        pareto=cfg.pareto,
+        base_seed=base,
+        on_progress=run.on_repeat,
+        should_stop=run.loop._stop.is_set,
+    )
 
 
 def start_run(

@@ -31,6 +31,7 @@ from llmnas.store_schema import (
     _CALL_COLUMNS,
     _CALL_FIELDS,
     _CALL_JSON,
+    _MIGRATIONS,
     _SCHEMA,
     _SUMMARY_SQL,
     CANDIDATE_COLUMNS,
@@ -46,8 +47,9 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "RunStore", "StoreError", "Summary"]
 DB_NAME = "run.sqlite"
 """File name of the store inside a run directory."""
 
-SCHEMA_VERSION = 1
-"""Bumped on every incompatible schema change; newer stores are refused with a clear error."""
+SCHEMA_VERSION = 2
+"""Bumped on every schema change; newer stores are refused with a clear error, older ones are
+migrated when opened for writing (version 2 added the ``repeats`` table)."""
 
 
 class StoreError(Exception):
@@ -74,6 +76,7 @@ class RunStore:
         self._conn = conn
         self.run_dir = run_dir
         self.read_only = read_only
+        self.schema_version = SCHEMA_VERSION
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +137,16 @@ class RunStore:
                 f"run store {path} has schema version {version}, newer than this llmnas "
                 f"supports ({SCHEMA_VERSION}); upgrade llmnas to open it"
             )
-        return cls(conn=conn, run_dir=run_dir, read_only=read_only)
+        store = cls(conn=conn, run_dir=run_dir, read_only=read_only)
+        if version < SCHEMA_VERSION and not read_only:
+            with store._tx():
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    conn.execute(_MIGRATIONS[target])
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+                )
+        store.schema_version = SCHEMA_VERSION if not read_only else version
+        return store
 
     def close(self) -> None:
         """Close the connection (checkpoints the WAL into the main file)."""
@@ -360,6 +372,34 @@ class RunStore:
         """Pending proposals as ``(pending_id, proposal)``, oldest first."""
         rows = self._conn.execute("SELECT id, proposal FROM pending ORDER BY id")
         return [(int(i), Proposal.model_validate_json(p)) for i, p in rows]
+
+    # ------------------------------------------------------------------ repeats
+
+    def add_repeat(self, candidate_id: int, seed: int, result: EvalResult) -> None:
+        """Record one repeated training of a candidate with training seed ``seed``."""
+        acc = result.metrics.get("val_accuracy") if result.ok else None
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO repeats VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    candidate_id,
+                    seed,
+                    result.status.value,
+                    None if acc is None else float(acc),
+                    _dumps(result.metrics),
+                    time.time(),
+                ),
+            )
+
+    def repeats(self) -> dict[int, dict[int, float | None]]:
+        """``{candidate_id: {training seed: validation accuracy or None}}`` of every repeat."""
+        if self.schema_version < 2:  # an older store opened read-only has no repeats
+            return {}
+        out: dict[int, dict[int, float | None]] = {}
+        rows = self._conn.execute("SELECT candidate_id, seed, val_accuracy FROM repeats")
+        for cid, seed, acc in rows:
+            out.setdefault(int(cid), {})[int(seed)] = acc
+        return out
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when healthy)."""

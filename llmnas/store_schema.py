@@ -45,7 +45,16 @@ CREATE INDEX llm_calls_candidate ON llm_calls(candidate_id);
 CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE pending (id INTEGER PRIMARY KEY, proposal TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE repeats (
+    candidate_id INTEGER NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL,
+    val_accuracy REAL, metrics TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (candidate_id, seed));
 """
+
+_MIGRATIONS = {
+    # version 1 -> 2: repeated trainings of the best candidates
+    2: _SCHEMA[_SCHEMA.index("CREATE TABLE repeats") :],
+}
 
 
 @dataclass(slots=True)

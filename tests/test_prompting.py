@@ -14,9 +14,10 @@ from llmnas.prompting import (
     mutation_messages,
     parent_view,
     render,
-    target_metrics,
 )
 from llmnas.records import Candidate, EvalResult, FailureKind, Status
+from llmnas.targets import Instruction
+from llmnas.task_facts import TaskFacts
 from llmnas.tasks import get_task
 
 TASK = {
@@ -63,6 +64,38 @@ CONTRACT = (
     "The training loop, optimiser, data and metrics are fixed by the task: write the "
     'architecture only. Code under `if __name__ == "__main__":` is never run.'
 )
+FACTS = TaskFacts(
+    n_train=3500,
+    n_val=500,
+    input_shape=(1, 8),
+    num_classes=4,
+    optimizer="adam",
+    lr=0.01,
+    weight_decay=0.0,
+    momentum=0.9,
+    batch_size=100,
+    epochs=15,
+    schedule="constant",
+)
+FACTS_TEXT = (
+    "How every program is trained and scored (fixed by the task; you write only the "
+    "architecture):\n"
+    "- data: 3,500 training and 500 validation examples, inputs of shape (1, 8), 4 classes, "
+    "no data augmentation\n"
+    "- training: Adam, constant learning rate 0.01, no weight decay, batch size 100, 15 epochs "
+    "(525 steps), cross-entropy on the logits; model.train() while training, model.eval() for "
+    "validation\n"
+    "- noise: validation accuracy is measured once on 500 examples; at 0.875 its standard error "
+    "is about 0.015, so differences below about 0.030 are mostly noise\n"
+    "- counting: parameters are all of the model's parameters (sum of numel); FLOPs are those "
+    "of one forward pass of one example, counted by torch.utils.flop_counter: 2 per "
+    "multiply-add in convolutions, linear layers, recurrent cells and matrix products; "
+    "activations, normalisation and pooling count 0"
+)
+ATTEMPTS = (
+    "| id | made by | parents | outcome |\n|---|---|---|---|\n"
+    "| #3 | mutate: make the network wider | #1 | val 0.8000, 100 params, 180 FLOPs, not kept |"
+)
 PARENTS = """### Program 1
 validation accuracy: 0.7500
 parameters: 36
@@ -103,31 +136,43 @@ MUTATE = f"""Task: toy. Toy task: 8 features, 4 classes.
 
 {CONTRACT}
 
-Here are 2 programs for this task, sorted from the lowest to the highest validation accuracy:
+{FACTS_TEXT}
 
-{PARENTS}
+Here are 2 programs from this run's archive, sorted from the lowest to the highest validation \
+accuracy:
 
-Write a new program that improves on all of them. Target metrics for the new program:
-- validation accuracy: at least 0.8850
-- parameters: at most 190
-- FLOPs: at most 360
+{PARENTS.replace("### Program 1", "### Program 1 (#1)").replace("### Program 2", "### Program 2 (#2)")}
+
+Recent attempts in this run, oldest first (what was tried, from which parents, and what came \
+of it):
+
+{ATTEMPTS}
+
+The archive so far: 2 programs.
 
 Change to make: add a residual connection.
 
+Targets for the new program:
+- validation accuracy: above 0.8898 (the best parent's 0.8750 plus one standard error of 0.015)
+- parameters: a second objective: at equal accuracy fewer is better; no cap
+
 Reply with the complete new program in a single ```python fenced block. \
-Do not repeat a program above unchanged."""
+Do not repeat a program shown above unchanged."""
 
 CROSSOVER = f"""Task: toy. Toy task: 8 features, 4 classes.
 
 {CONTRACT}
 
-Here are two parent programs for this task, the weaker one first:
+Here are two parent programs from this run's archive, the weaker one first:
 
 {PARENTS}
 
 Write a child program that combines the strongest ideas of both parents into one coherent \
-architecture. Target metrics for the child:
-- as accurate as possible, with as few parameters as possible
+architecture.
+
+Targets for the child:
+- validation accuracy: higher than the best parent's 0.8750
+- parameters: a second objective: at equal accuracy fewer is better; no cap
 
 Reply with the complete child program in a single ```python fenced block."""
 
@@ -170,8 +215,12 @@ def test_golden_contract():
     assert render("contract", fields) == CONTRACT
 
 
+def test_golden_facts():
+    assert render("facts", FACTS.fields(0.875)) == FACTS_TEXT
+
+
 def test_golden_parent():
-    fields = {"rank": 3, "val_accuracy": "0.5000", "params": "1,234", "flops": "unknown"}
+    fields = {"rank": 3, "id": "", "val_accuracy": "0.5000", "params": "1,234", "flops": "unknown"}
     expected = (
         "### Program 3\nvalidation accuracy: 0.5000\nparameters: 1,234\nFLOPs: unknown\n\n"
         "```python\nx = 1\n```"
@@ -180,7 +229,15 @@ def test_golden_parent():
 
 
 def test_golden_mutate():
-    messages = mutation_messages([STRONG, WEAK], TASK, "add a residual connection.")
+    parents = [{**STRONG, "id": 2}, {**WEAK, "id": 1}]
+    messages = mutation_messages(
+        parents,
+        TASK,
+        "add a residual connection.",
+        facts=FACTS,
+        attempts=ATTEMPTS,
+        elites="2 programs",
+    )
     assert messages == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": MUTATE},
@@ -188,7 +245,7 @@ def test_golden_mutate():
 
 
 def test_golden_crossover():
-    messages = crossover_messages([STRONG, WEAK], TASK, targets={})
+    messages = crossover_messages([STRONG, WEAK], TASK)
     assert messages == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": CROSSOVER},
@@ -208,15 +265,16 @@ def test_golden_instructions():
     listed = instructions()
     assert len(listed) >= 12
     assert listed[:6] == [
-        "make the network deeper",
-        "make the network wider",
-        "make the network shallower",
-        "add a residual connection",
-        "halve the number of parameters",
-        "double the number of parameters",
+        Instruction("make the network deeper", "grow"),
+        Instruction("make the network wider", "grow"),
+        Instruction("make the network shallower", "shrink"),
+        Instruction("add a residual connection", "same"),
+        Instruction("halve the number of parameters", "shrink"),
+        Instruction("double the number of parameters", "grow"),
     ]
-    assert not any(line.startswith("#") for line in listed)
-    assert len(set(listed)) == len(listed)
+    texts = [i.text for i in listed]
+    assert not any(t.startswith("#") or ":" in t for t in texts)
+    assert len(set(texts)) == len(texts)
 
 
 def test_rendering_is_strict():
@@ -231,7 +289,14 @@ def test_rendering_is_strict():
 def test_values_are_inserted_verbatim():
     text = render(
         "parent",
-        {"rank": 1, "val_accuracy": "$x", "params": "${y}", "flops": 0, "source": "cost = '$$5'"},
+        {
+            "rank": 1,
+            "id": "",
+            "val_accuracy": "$x",
+            "params": "${y}",
+            "flops": 0,
+            "source": "cost = '$$5'",
+        },
     )
     assert "validation accuracy: $x\nparameters: ${y}" in text
     assert "cost = '$$5'" in text
@@ -280,7 +345,7 @@ def test_builder_argument_errors():
         parent_view({"val_accuracy": 0.5})
 
 
-def test_target_metrics():
-    assert target_metrics([WEAK, STRONG]) == {"val_accuracy": 0.885, "params": 190, "flops": 360}
-    assert target_metrics([{"source": "", "val_accuracy": 0.995}]) == {"val_accuracy": 1.0}
-    assert target_metrics([{"source": ""}]) == {}
+def test_empty_blocks_leave_no_blank_lines_but_code_keeps_its_own():
+    text = mutation_messages([WEAK], TASK, "make it wider")[1]["content"]
+    assert "\n\n\n" not in text.split("```python")[0]  # no facts, no memory: no gap
+    assert "import torch\n\n\nclass Model" in text  # the parent's blank lines are kept

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from llmnas import prompting
+from llmnas.llm.base import prompt_sha256
+from llmnas.memory import attempts_table, elite_summary
 from llmnas.operators import ast_ops
 from llmnas.records import Proposal
 from llmnas.replies import extract_program
 from llmnas.strategies.evolution import Request
+from llmnas.targets import Objectives, direction_of_niche, targets_block
+from llmnas.task_facts import TaskFacts
 
-__all__ = ["ASTOperator", "LLMOperator"]
+__all__ = ["ASTOperator", "LLMOperator", "estimate_tokens"]
 
 
 class ASTOperator:
@@ -57,38 +61,119 @@ class ASTOperator:
 
 
 class LLMOperator:
-    """Language-model mutation, crossover and repair; requests are sampled concurrently."""
+    """Language-model mutation, crossover and repair; requests are sampled concurrently.
+
+    Prompts carry the task's facts, the run's memory and targets from :mod:`llmnas.targets`.
+    A mutation's instruction is drawn (seeded by the request) among those whose direction
+    agrees with the request's niche. No prompt is sent twice in a run: a mutation whose prompt
+    was sent before tries the other instructions, and a request whose every variant was sent
+    before is skipped. ``sent`` holds the prompt hashes of a resumed run.
+    """
 
     name = "llm"
     can_fix = True
 
-    def __init__(self, *, llm: Any, task: Any, settings: Any, seed: int):
+    def __init__(
+        self,
+        *,
+        llm: Any,
+        task: Any,
+        settings: Any,
+        seed: int,
+        evolution: Any = None,
+        facts: TaskFacts | None = None,
+        sent: Iterable[str] = (),
+    ):
+        from llmnas.config import EvolutionSettings
+
         self.llm = llm
         self.task = task
         self.settings = settings
+        self.evolution = evolution or EvolutionSettings()
+        self.facts = facts
         self.rng = random.Random(seed)
         self.instructions = prompting.instructions(settings.prompts)
+        self.objectives = Objectives(
+            secondary=tuple(self.evolution.objectives),
+            max_params=self.evolution.max_params,
+            max_flops=self.evolution.max_flops,
+        )
+        self.sent: set[str] = set(sent)
+        self.skipped = 0
 
     def run(self, requests: Sequence[Request]) -> list[Proposal]:
         from llmnas.llm.base import run_sync
 
+        prepared = [p for r in requests if (p := self._prepare(r)) is not None]
+
         async def gather() -> list[Proposal]:
-            return list(await asyncio.gather(*(self._one(r) for r in requests)))
+            return list(await asyncio.gather(*(self._one(r, m, i) for r, m, i in prepared)))
 
-        return run_sync(gather())
+        return run_sync(gather()) if prepared else []
 
-    def _messages(self, req: Request) -> tuple[list[dict[str, str]], str | None]:
+    def _prepare(self, req: Request) -> tuple[Request, list[dict[str, str]], str | None] | None:
+        """The request's messages (never a prompt sent before), or ``None`` to skip it."""
+        for messages, instruction in self._variants(req):
+            digest = prompt_sha256(messages)
+            if digest not in self.sent:
+                self.sent.add(digest)
+                return req, messages, instruction
+        self.skipped += 1
+        return None
+
+    def _variants(self, req: Request) -> Iterator[tuple[list[dict[str, str]], str | None]]:
         prompts = self.settings.prompts
         if req.kind == "fix":
-            return prompting.fix_messages(req.parents[0], self.task, prompts_dir=prompts), None
+            yield prompting.fix_messages(req.parents[0], self.task, prompts_dir=prompts), None
+            return
+        history = list(req.history)
+        while True:  # the memory shrinks until the prompt fits its token budget
+            attempts = attempts_table(history, {c.id for c in req.elites})
+            common = {
+                "targets": None,
+                "facts": self.facts,
+                "attempts": attempts,
+                "elites": elite_summary(req.elites) if attempts else "",
+                "prompts_dir": prompts,
+            }
+            probe = self._render(req, common, self.instructions[0])
+            if not history or estimate_tokens(probe) <= self.evolution.prompt_tokens:
+                break
+            history = history[1:]
         if req.kind == "crossover":
-            return prompting.crossover_messages(req.parents, self.task, prompts_dir=prompts), None
-        instruction = random.Random(req.seed).choice(self.instructions)
-        msgs = prompting.mutation_messages(req.parents, self.task, instruction, prompts_dir=prompts)
-        return msgs, instruction
+            yield self._render(req, common, None), None
+            return
+        direction = "same"
+        if req.niche:
+            best = max(req.parents, key=lambda c: c.val_accuracy or 0.0)
+            direction = direction_of_niche(req.niche, best.descriptors.get("log10_params", 0.0))
+        fitting = [i for i in self.instructions if direction in ("same", i.direction)]
+        order = list(fitting or self.instructions)
+        random.Random(req.seed).shuffle(order)
+        for instruction in order:
+            yield self._render(req, common, instruction), instruction.text
 
-    async def _one(self, req: Request) -> Proposal:
-        messages, instruction = self._messages(req)
+    def _render(self, req: Request, common: dict[str, Any], instruction: Any):
+        views = [
+            (p.val_accuracy, p.result.metrics.get("params"), p.result.metrics.get("flops"))
+            for p in req.parents
+        ]
+        direction = "same" if instruction is None or req.niche else instruction.direction
+        targets = targets_block(
+            views,
+            n_val=None if self.facts is None else self.facts.n_val,
+            objectives=self.objectives,
+            direction=direction,
+            niche=req.niche,
+        )
+        fields = {**common, "targets": targets}
+        if req.kind == "crossover" or instruction is None:
+            return prompting.crossover_messages(req.parents, self.task, **fields)
+        return prompting.mutation_messages(req.parents, self.task, instruction.text, **fields)
+
+    async def _one(
+        self, req: Request, messages: list[dict[str, str]], instruction: str | None
+    ) -> Proposal:
         completion = (
             await self.llm.sample(
                 messages,
@@ -106,8 +191,11 @@ class LLMOperator:
             "prompt": messages,
             "reply": completion.text,
             "instruction": instruction,
+            "niche": req.niche,
             "model": completion.model,
             "tokens": completion.prompt_tokens + completion.completion_tokens,
+            "prompt_tokens_est": estimate_tokens(messages),
+            "reply_tokens_est": estimate_tokens(completion.text),
             "extract": extracted.method,
         }
         if extracted.ok:
@@ -122,3 +210,10 @@ class LLMOperator:
             parent_ids=[p.id for p in req.parents],
             meta=meta,
         )
+
+
+def estimate_tokens(content: Any) -> int:
+    """Rough token count of a text or a messages list: characters / 4 (no tokenizer needed)."""
+    if isinstance(content, str):
+        return -(-len(content) // 4)
+    return sum(-(-len(m["content"]) // 4) for m in content)

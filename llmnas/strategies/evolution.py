@@ -3,10 +3,13 @@
 One strategy, two operators. ``ask(n)`` first offers the task's seed programs (operator
 ``seed``), then for each slot draws a request: *fix* a recent failed candidate (if the operator
 can fix and one is waiting), *crossover* of two elites, or *mutate* ``k`` elites chosen by the
-archive's parent selection (uniform, tournament or curiosity). The operator turns requests into
-proposals (an LLM prompt, or a syntax-tree edit). The loop adds every committed candidate to
-the archive before ``tell``; ``tell`` remembers candidates (parents are drawn from them) and
-the failures worth fixing.
+archive's parent selection (see :mod:`llmnas.archive`). With probability ``niche_rate`` a
+mutation also names a *niche*: the descriptor ranges of an empty or weakly held archive cell
+next to its first parent (:meth:`~llmnas.archive.QDArchive.niche_near`). Each request carries
+the run's memory: the last ``memory`` committed attempts (seeds excluded) and the current
+elites. The operator turns requests into proposals (an LLM prompt, or a syntax-tree edit).
+The loop adds every committed candidate to the archive before ``tell``; ``tell`` remembers
+candidates (parents are drawn from them) and the failures worth fixing.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ class Request:
     kind: Literal["mutate", "crossover", "fix"]
     parents: list[Candidate]
     seed: int
-    instruction: str | None = None
-    meta: dict = field(default_factory=dict)
+    niche: dict[str, tuple[float, float]] | None = None
+    history: list[Candidate] = field(default_factory=list)
+    elites: list[Candidate] = field(default_factory=list)
 
 
 class CodeOperator(Protocol):
@@ -68,6 +72,8 @@ class EvolutionStrategy:
         parents: int = 2,
         crossover_rate: float = 0.2,
         fix_rate: float = 0.3,
+        niche_rate: float = 0.0,
+        memory: int = 0,
     ):
         self.name = operator.name
         self.operator = operator
@@ -76,10 +82,13 @@ class EvolutionStrategy:
         self.parents = parents
         self.crossover_rate = crossover_rate
         self.fix_rate = fix_rate if operator.can_fix else 0.0
+        self.niche_rate = niche_rate
+        self.memory = memory
         self._seed_queue = [(name, src) for name, src in sorted(seeds.items())]
         self._seed_hashes = {check(src).hash for _, src in self._seed_queue}
         self._known: dict[int, Candidate] = {}
         self._to_fix: deque[Candidate] = deque(maxlen=32)
+        self._history: deque[Candidate] = deque(maxlen=max(memory, 1))
 
     def ask(self, n: int) -> list[Proposal]:
         out: list[Proposal] = []
@@ -99,17 +108,35 @@ class EvolutionStrategy:
         elite_ids = self.archive.elite_ids()
         if not elite_ids:
             return None
+        memory = {
+            "history": list(self._history) if self.memory else [],
+            "elites": [self._known[i] for i in elite_ids] if self.memory else [],
+        }
         if len(elite_ids) >= 2 and self.rng.random() < self.crossover_rate:
             a, b = self.rng.choice(len(elite_ids), size=2, replace=False)
             pair = [self._known[elite_ids[int(a)]], self._known[elite_ids[int(b)]]]
-            return Request("crossover", pair, seed)
+            return Request("crossover", pair, seed, **memory)
         ids = self.archive.select_parents(self.parents, self.rng)
-        unique = list(dict.fromkeys(ids))
-        return Request("mutate", [self._known[i] for i in unique], seed)
+        parents = [self._known[i] for i in dict.fromkeys(ids)]
+        niche = None
+        if self.niche_rate and self.rng.random() < self.niche_rate:
+            niche = self._niche(parents[0])
+        return Request("mutate", parents, seed, niche=niche, **memory)
+
+    def _niche(self, parent: Candidate) -> dict[str, tuple[float, float]] | None:
+        from llmnas.descriptors import descriptor_vector
+
+        names = self.archive.config.descriptors
+        measures = descriptor_vector(names, parent.descriptors, parent.result.metrics)
+        if measures is None:
+            return None
+        return self.archive.niche_near(measures, self.rng, parent_id=parent.id)
 
     def tell(self, candidates: Sequence[Candidate]) -> None:
         for cand in candidates:
             self._known[cand.id] = cand
+            if cand.operator != "seed":
+                self._history.append(cand)
             if cand.operator == "seed" and cand.hash in self._seed_hashes:
                 self._seed_queue = [
                     (n, s) for n, s in self._seed_queue if check(s).hash != cand.hash
