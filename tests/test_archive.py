@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from llmnas.archive import ArchiveConfig, ArchiveError, QDArchive
-from llmnas.descriptors import compute_descriptors, descriptor_vector
+from llmnas.descriptors import compute_descriptors, descriptor_vector, seed_ranges
 from llmnas.heatmap import save_heatmap
 from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, EvalResult, FailureKind, Status
@@ -46,6 +46,7 @@ def test_descriptors() -> None:
     d = compute_descriptors({"params": 410, "flops": 10_000, "depth": 4, "latency_ms": 1.5})
     assert d["log10_params"] == pytest.approx(math.log10(410))
     assert d["log10_flops"] == pytest.approx(4.0)
+    assert d["log10_flops_per_param"] == pytest.approx(math.log10(10_000 / 410))
     assert d["depth"] == 4.0 and d["latency_ms"] == 1.5
     assert d["width_depth_ratio"] == pytest.approx(math.log10(math.sqrt(410 / 4) / 4))
     with_width = compute_descriptors({"params": 410, "depth": 2, "width": 64})
@@ -58,11 +59,28 @@ def test_descriptors() -> None:
 
 def test_default_descriptors_spread_mnist1d_sizes() -> None:
     archive = QDArchive()
+    assert archive.config.descriptors == ["log10_params", "log10_flops_per_param"]
     cells = {
-        int(archive.ribs.index_of_single([math.log10(p), math.log10(p * 20)]))
+        int(archive.ribs.index_of_single([math.log10(p), math.log10(20)]))
         for p in (410, 2_000, 10_000, 50_000, 200_000, 1_000_000)
     }
     assert len(cells) == 6
+    # the same size with more reuse per weight (a convolution at full resolution) is apart
+    per_param = {int(archive.ribs.index_of_single([3.7, math.log10(r)])) for r in (2, 20, 200)}
+    assert len(per_param) == 3
+
+
+def test_seed_ranges_widen_by_the_factor_and_respect_the_floor() -> None:
+    seeds = [{"params": 410, "flops": 800}, {"params": 5_210, "flops": 63_500}]
+    ranges = seed_ranges(["log10_params", "log10_flops_per_param", "depth"], seeds)
+    assert ranges["log10_params"] == pytest.approx((math.log10(41), math.log10(52_100)), abs=1e-4)
+    low, high = ranges["log10_flops_per_param"]
+    assert low == 0.0  # 800/410 is under 10 FLOPs per parameter: clipped at one
+    assert high == pytest.approx(math.log10(63_500 / 5_210) + 1, abs=1e-4)
+    assert "depth" not in ranges  # not logarithmic: the default range stays
+    assert seed_ranges(["log10_params"], [{"params": 100}], factor=1) == {"log10_params": (2, 2)}
+    with pytest.raises(ValueError, match="factor"):
+        seed_ranges(["log10_params"], seeds, factor=0.5)
 
 
 def test_add_keeps_the_better_candidate_per_cell() -> None:
@@ -75,7 +93,7 @@ def test_add_keeps_the_better_candidate_per_cell() -> None:
     assert archive.add(_cand(3, 0.9)) is False  # an id is only counted once
     assert archive.elite_ids() == [3, 5] and 3 in archive and 1 not in archive
     assert archive.best() == 3 and archive.best_accuracy == 0.6
-    assert archive.coverage == pytest.approx(2 / 256)
+    assert archive.coverage == pytest.approx(2 / 100)
     assert archive.qd_score == pytest.approx(1.0)
     assert len(archive.ribs) == 2 and archive.ribs.stats.qd_score == pytest.approx(1.0)
 
@@ -246,3 +264,35 @@ def test_islands_from_config_rebuild_equal_to_live(tmp_path):
     assert len(picks) == 2 and all(p in live.elite_ids() for p in picks)
     with pytest.raises(ArchiveError):
         save_heatmap(live, tmp_path / "islands.png")
+
+
+def test_mixed_selection_draws_recent_improvements_and_elites() -> None:
+    archive = QDArchive.from_candidates(_population(), {"recent_window": 4})
+    recent = archive.recent()
+    assert len(recent) == 4 and recent == sorted(recent)  # the last four admitted, in order
+    drawn = archive.select_parents(
+        50, np.random.default_rng(0), "mixed"
+    )  # default rates: a draw is recent, tournament or curiosity
+    assert set(drawn) - set(recent) and set(drawn) & set(recent)
+    cfg = {"recent_window": 4, "recent_rate": 1.0, "best_rate": 0.0}
+    all_recent = QDArchive.from_candidates(_population(), cfg)
+    assert set(all_recent.select_parents(30, np.random.default_rng(1))) <= set(recent)
+    cfg = {"recent_rate": 0.0, "best_rate": 1.0, "tournament_size": 1000}
+    best_only = QDArchive.from_candidates(_population(), cfg)
+    top = max(best_only.elites(), key=lambda e: (e.objective, -e.id)).id
+    assert set(best_only.select_parents(10, np.random.default_rng(2))) == {top}
+
+
+def test_niche_near_is_an_empty_neighbour_cell() -> None:
+    archive = QDArchive({"ranges": {"log10_params": (2.0, 6.0), "log10_flops_per_param": (0, 2)}})
+    archive.add(_cand(1, 0.8, params=10_000, flops=10_000 * 10))  # cell (5, 5)
+    niche = archive.niche_near([4.0, 1.0], np.random.default_rng(0))
+    (p_lo, p_hi), (f_lo, f_hi) = niche["log10_params"], niche["log10_flops_per_param"]
+    assert p_hi - p_lo == pytest.approx(0.4) and f_hi - f_lo == pytest.approx(0.2)
+    assert max(abs(p_lo - 4.0), abs(p_hi - 4.0)) <= 0.8 + 1e-9  # next to the point
+    assert not (p_lo <= 4.0 < p_hi and f_lo <= 1.0 < f_hi)  # not the parent's own cell
+    cell = int(archive.ribs.index_of_single([(p_lo + p_hi) / 2, (f_lo + f_hi) / 2]))
+    assert cell not in {e.cell for e in archive.elites()}
+    assert (
+        QDArchive({"kind": "cvt", "cells": 8}).niche_near([4, 1], np.random.default_rng(0)) is None
+    )

@@ -148,6 +148,7 @@ class LLMOperator:
             best = max(req.parents, key=lambda c: c.val_accuracy or 0.0)
             direction = direction_of_niche(req.niche, best.descriptors.get("log10_params", 0.0))
         fitting = [i for i in self.instructions if direction in ("same", i.direction)]
+        # a niche above (below) the parent takes only growing (shrinking) instructions
         order = list(fitting or self.instructions)
         random.Random(req.seed).shuffle(order)
         for instruction in order:
