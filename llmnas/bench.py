@@ -343,7 +343,7 @@ def final_evaluation(cells: list[Cell], config: BenchConfig, console: Console) -
 
 def collect_cell(cell: Cell) -> CellData:
     """What the report needs from one cell: its store (read-only), ``cell.json``, ``final.json``."""
-    from llmnas.inspect_run import rebuild_archive
+    from llmnas.inspect_run import rebuild_archive, repeated
     from llmnas.report import CellData
 
     data = CellData(cell.entry.label, cell.seed, cell.state, cell.message)
@@ -353,6 +353,7 @@ def collect_cell(cell: Cell) -> CellData:
         cands = store.candidates()
         calls = store.llm_calls()
         data.environment = store.environment()
+        reps = repeated(store)
         if cands:
             archive = rebuild_archive(store)
             data.qd_score, data.coverage = archive.qd_score, archive.coverage
@@ -361,6 +362,7 @@ def collect_cell(cell: Cell) -> CellData:
         before = first.result.timings.get("eval_seconds", 0) + first.meta.get("search_seconds", 0)
         t0 = record.get("started") if not record.get("resumed") else None
         data.times = [c.created_at - (t0 or first.created_at - before) for c in cands]
+    data.repeat_mean = {i: reps[c.id].mean for i, c in enumerate(cands) if c.id in reps}
     for c in cands:
         ok = c.status.value == "ok"
         data.statuses.append(c.status.value)

@@ -61,16 +61,14 @@ class Repeated:
 
 
 def pareto_front(points: Sequence[tuple[int, float, float]]) -> list[int]:
-    """Ids of the (id, accuracy, params) points no other point beats on both (ascending id).
-
-    A point is dominated when another has accuracy >= and params <=, one of them strictly.
-    """
-    front = []
-    for cid, acc, params in points:
-        dominated = any(a >= acc and p <= params and (a > acc or p < params) for _, a, p in points)
-        if not dominated:
-            front.append(cid)
-    return sorted(front)
+    """Ids of the (id, accuracy, params) points that no other point beats: by increasing
+    params, each kept point is more accurate than every point with fewer or equal params (of
+    identical points only the lowest id is kept). Returned in ascending id order."""
+    front: list[tuple[int, float]] = []
+    for cid, acc, _ in sorted(points, key=lambda t: (t[2], -t[1], t[0])):
+        if not front or acc > front[-1][1]:
+            front.append((cid, acc))
+    return sorted(cid for cid, _ in front)
 
 
 def _ok(candidates: Sequence[Candidate]) -> list[Candidate]:

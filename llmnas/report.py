@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmnas.repeats import pareto_front as front_ids
+
 if TYPE_CHECKING:
     from llmnas.bench import BenchConfig, Cell
 
@@ -37,6 +39,7 @@ class CellData:
     statuses: list[str] = field(default_factory=list)
     val: list[float | None] = field(default_factory=list)
     params: list[int | None] = field(default_factory=list)
+    repeat_mean: dict[int, float] = field(default_factory=dict)  # index -> mean over seeds
     qd_score: float | None = None
     coverage: float | None = None
     tokens: int = 0
@@ -48,11 +51,14 @@ class CellData:
 
     @property
     def best_curve(self) -> np.ndarray:
-        vals = np.array([np.nan if v is None else v for v in self.val], dtype=float)
-        return np.fmax.accumulate(vals) if len(vals) else vals
-
-
-# ---------------------------------------------------------------------- statistics
+        """The incumbent after each evaluation (picked on single runs), at its repeat mean."""
+        out, best = np.full(len(self.val), np.nan), None
+        for i, v in enumerate(self.val):
+            if v is not None and (best is None or v > self.val[best]):  # type: ignore[operator]
+                best = i
+            if best is not None:
+                out[i] = self.repeat_mean.get(best, self.val[best])
+        return out
 
 
 def mann_whitney(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -80,11 +86,8 @@ def mann_whitney(a: list[float], b: list[float]) -> dict[str, Any]:
 
 def pareto_front(params: list[float], acc: list[float]) -> list[tuple[float, float]]:
     """Non-dominated points (fewer params, higher accuracy), by increasing params."""
-    front: list[tuple[float, float]] = []
-    for p, a in sorted(zip(params, acc, strict=True), key=lambda t: (t[0], -t[1])):
-        if not front or a > front[-1][1]:
-            front.append((p, a))
-    return front
+    ids = front_ids([(i, a, p) for i, (p, a) in enumerate(zip(params, acc, strict=True))])
+    return sorted((params[i], acc[i]) for i in ids)
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -119,9 +122,6 @@ def _summarise(name: str, cells: list[CellData]) -> dict[str, Any]:
         "models": sorted({m for c in cells for m in c.models}),
         "search_wall_s": _mean_std([c.times[-1] for c in done if c.times]),
     }  # fmt: skip
-
-
-# ---------------------------------------------------------------------- plots
 
 
 def _figure(width: float = 6.4, height: float = 4.0):
@@ -229,9 +229,6 @@ def _plots(groups: dict[str, list[CellData]], out: Path, final_label: str) -> di
     title = "Final score per search seed (dots), mean ± std"
     names["final"] = _save(fig, ax, out / "final.png", "", final_label, title)
     return names
-
-
-# ---------------------------------------------------------------------- the report
 
 
 def write_report(config: BenchConfig, cells: list[Cell], out: Path) -> Path:
@@ -388,9 +385,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "## Plots",
         "",
     ]
-    for key, caption in (("anytime_evals", "best validation accuracy against evaluations"),
-                         ("anytime_time", "best validation accuracy against wall time since each "
-                          "run began (search, LLM, proxy and training time)"),
+    for key, caption in (("anytime_evals", "incumbent's validation accuracy (mean over its "
+                          "repeated trainings where repeated) against evaluations"),
+                         ("anytime_time", "the same against wall time since each run began"),
                          ("pareto", "accuracy against parameters, Pareto fronts"),
                          ("final", "final score per search seed")):  # fmt: skip
         lines += [f"![{caption}]({r['plots'][key]})", ""]

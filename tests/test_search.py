@@ -211,7 +211,7 @@ def test_a_niche_request_draws_an_agreeing_instruction() -> None:
 
 def test_pareto_front_and_choice() -> None:
     points = [(1, 0.9, 5000), (2, 0.95, 9000), (3, 0.85, 6000), (4, 0.9, 4000), (5, 0.95, 9000)]
-    assert pareto_front(points) == [2, 4, 5]
+    assert pareto_front(points) == [2, 4]  # 5 ties 2: the lower id stands for both
     cands = [_cand(i, a, int(p)) for i, a, p in points] + [_cand(6, None)]
     assert choose(cands, top_k=1, pareto=False) == [2]  # ties: the lower id
     assert choose(cands, top_k=2, pareto=True) == [2, 4, 5]
@@ -289,3 +289,19 @@ def test_a_run_enforces_budgets_keeps_its_layout_and_repeats_the_best(tmp_path: 
     )  # fmt: skip
     assert best["id"] in reps and best["repeats"]["n"] == 3
     assert best["repeats"]["seeds"] == [0, 1, 2]
+
+
+def test_flops_are_counted_for_batch_norm_on_features() -> None:
+    """FLOPs are counted in eval mode: batch norm over (B, features) refuses a batch of one in
+    train mode, and a candidate without FLOPs has no place in the archive."""
+    from llmnas.evaluator import EvalSettings, Evaluator
+
+    source = CNN.replace("nn.BatchNorm1d(8), nn.ReLU())", "nn.ReLU())").replace(
+        "self.head = torch.nn.Linear(8, num_classes)",
+        "self.head = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Linear(8, num_classes))",
+    )
+    with Evaluator(get_task("synthetic")) as ev:
+        result = ev.evaluate(source, EvalSettings(epochs=0))
+    assert result.ok, result.failure
+    conv = 2 * 8 * 3 * 6  # 8 output channels, kernel 3, 6 positions of an input of length 8
+    assert result.metrics["flops"] == conv + 2 * 8 * 8 + 2 * 8 * 4

@@ -110,12 +110,16 @@ def _shape_stats(model: torch.nn.Module) -> dict[str, int]:
 def _flops(model: torch.nn.Module, x: torch.Tensor) -> int | None:
     from torch.utils.flop_counter import FlopCounterMode
 
+    training = model.training
+    model.eval()  # inference FLOPs; batch norm in train mode refuses a batch of one
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
         return int(counter.get_total_flops())
     except Exception:  # noqa: BLE001 - FLOPs are optional
         return None
+    finally:
+        model.train(training)
 
 
 def _optimizer(model: torch.nn.Module, recipe: dict[str, Any]) -> torch.optim.Optimizer:
