@@ -25,6 +25,7 @@ from typing import Any
 
 from llmnas.inspect_run import archive_config, open_run, rebuild_archive, repeated
 from llmnas.islands import rebuild_archive as rebuild
+from llmnas.llm.base import estimate_tokens
 from llmnas.records import Status
 from llmnas.repeats import pareto_front
 
@@ -40,9 +41,8 @@ def _tokens(calls: list[dict[str, Any]]) -> tuple[float, float, str]:
             prompt += int(usage.get("prompt_tokens", 0))
             reply += int(usage.get("completion_tokens", 0))
         else:
-            prompt += sum(-(-len(m.get("content", "")) // 4) for m in call.get("messages") or [])
-            for r in call.get("replies") or []:
-                reply += -(-len(r if isinstance(r, str) else r.get("text", "")) // 4)
+            prompt += estimate_tokens(call.get("messages") or [])
+            reply += estimate_tokens(call.get("replies") or [])
     n = max(len(calls), 1)
     return prompt / n, reply / n, "reported" if reported else "chars/4"
 

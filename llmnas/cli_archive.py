@@ -100,12 +100,14 @@ def show(
 
     from llmnas.archive import ArchiveError
     from llmnas.heatmap import save_heatmap
-    from llmnas.inspect_run import best, rebuild_archive
+    from llmnas.inspect_run import best, rebuild_archive, repeated
+    from llmnas.llm.base import estimate_tokens
 
     with _open(run_dir) as store:
         cands = store.candidates()
         archive = rebuild_archive(store)
         inc = best(store)
+        rep = repeated(store).get(inc.id) if inc is not None else None
         config = store.config()
         calls = store.llm_calls()
     statuses = Counter(c.status.value for c in cands)
@@ -142,9 +144,14 @@ def show(
         "elites": len(archive),
         "coverage": archive.coverage,
         "qd_score": archive.qd_score,
-        "best": None if inc is None else {"id": inc.id, "metrics": inc.result.metrics},
+        "best": None
+        if inc is None
+        else {"id": inc.id, "metrics": inc.result.metrics, "repeats": rep and rep.as_dict()},
         "llm_calls": len(calls),
         "llm_tokens": tokens,
+        "distinct_prompts": len({c.get("prompt_sha256") for c in calls}),
+        "prompt_tokens_est": sum(estimate_tokens(c.get("messages") or []) for c in calls),
+        "reply_tokens_est": sum(estimate_tokens(c.get("replies") or []) for c in calls),
         "heatmap": png_path,
     }
     if as_json:
@@ -166,9 +173,16 @@ def show(
     table.add_row("coverage", f"{archive.coverage:.1%}")
     table.add_row("QD-score", f"{archive.qd_score:.3f}")
     if inc is not None:
-        table.add_row("best val accuracy", f"{inc.val_accuracy:.3f} (#{inc.id})")
+        score = f"{inc.val_accuracy:.3f} (#{inc.id}, one training)"
+        if rep is not None:
+            score = f"{rep.mean:.3f} ± {rep.std:.3f} (#{inc.id}, {rep.n} training seeds)"
+        table.add_row("best val accuracy", score)
         table.add_row("best params", f"{inc.result.metrics.get('params', 0):,}")
     table.add_row("LLM calls / tokens", f"{len(calls)} / {tokens:,}")
+    if calls:
+        table.add_row("  distinct prompts", f"{summary['distinct_prompts']} of {len(calls)}")
+        est = f"{summary['prompt_tokens_est']:,} / {summary['reply_tokens_est']:,}"
+        table.add_row("  prompt / reply tokens (chars/4)", est)
     table.add_row("heatmap", png_path or "-")
     out.print(table)
 

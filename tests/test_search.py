@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from llmnas.config import EvolutionSettings, LLMSettings
-from llmnas.llm.base import Completion, prompt_sha256
+from llmnas.llm.base import Completion, estimate_tokens, prompt_sha256
 from llmnas.memory import attempts_table, elite_summary, layer_types
-from llmnas.operators.code_ops import LLMOperator, estimate_tokens
+from llmnas.operators.code_ops import LLMOperator
 from llmnas.records import Candidate, EvalResult, FailureKind, Status
 from llmnas.repeats import choose, pareto_front, repeat_stats
 from llmnas.store import SCHEMA_VERSION, RunStore

@@ -39,6 +39,7 @@ __all__ = [
     "Messages",
     "Recorder",
     "Usage",
+    "estimate_tokens",
     "prompt_sha256",
     "run_sync",
     "sample_sync",
@@ -164,6 +165,18 @@ def prompt_sha256(messages: Messages) -> str:
     """
     canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def estimate_tokens(content: str | Messages | list[Any]) -> int:
+    """A rough token count without a tokenizer: characters / 4, rounded up, of a text, a
+    messages list or a list of replies (strings or ``{"text": ...}`` dicts)."""
+    if isinstance(content, str):
+        return -(-len(content) // 4)
+    total = 0
+    for item in content:
+        text = item if isinstance(item, str) else item.get("content", item.get("text", ""))
+        total += -(-len(text or "") // 4)
+    return total
 
 
 class _LoopThread:

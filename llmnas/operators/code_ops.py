@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from llmnas import prompting
-from llmnas.llm.base import prompt_sha256
+from llmnas.llm.base import estimate_tokens, prompt_sha256
 from llmnas.memory import attempts_table, elite_summary
 from llmnas.operators import ast_ops
 from llmnas.records import Proposal
@@ -24,7 +24,7 @@ from llmnas.strategies.evolution import Request
 from llmnas.targets import Objectives, direction_of_niche, targets_block
 from llmnas.task_facts import TaskFacts
 
-__all__ = ["ASTOperator", "LLMOperator", "estimate_tokens"]
+__all__ = ["ASTOperator", "LLMOperator"]
 
 
 class ASTOperator:
@@ -211,10 +211,3 @@ class LLMOperator:
             parent_ids=[p.id for p in req.parents],
             meta=meta,
         )
-
-
-def estimate_tokens(content: Any) -> int:
-    """Rough token count of a text or a messages list: characters / 4 (no tokenizer needed)."""
-    if isinstance(content, str):
-        return -(-len(content) // 4)
-    return sum(-(-len(m["content"]) // 4) for m in content)
