@@ -305,3 +305,36 @@ def test_flops_are_counted_for_batch_norm_on_features() -> None:
     assert result.ok, result.failure
     conv = 2 * 8 * 3 * 6  # 8 output channels, kernel 3, 6 positions of an input of length 8
     assert result.metrics["flops"] == conv + 2 * 8 * 8 + 2 * 8 * 4
+
+
+def test_the_committed_search_cassette_replays_to_the_same_candidates(tmp_path: Path) -> None:
+    """The first candidates of the recorded capable-model run, replayed offline from its
+    cassette. Trained for one epoch instead of fifteen to stay fast, so the accuracies in the
+    prompts differ and the replies are served in file order: the candidates come back as the
+    same programs, pair by pair (two prompts were answered concurrently, in either order).
+    ``benchmarks/search_replay.py`` replays the whole run at full fidelity."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    name = root / "benchmarks" / "cassettes" / "mnist1d-llm-seed0"
+    lines = name.with_suffix(".candidates.jsonl").read_text().splitlines()
+    config = root / "benchmarks" / "search" / f"{json.loads(lines[0])['config']}.toml"
+    recorded = [json.loads(line) for line in lines[1:13]]
+    llmnas = [sys.executable, "-m", "llmnas"]
+    run = tmp_path / "replay"
+    proc = subprocess.run(
+        [*llmnas, "run", "--config", str(config), "--llm", f"replay:{name}.jsonl",
+         "--budget", str(len(recorded)), "--epochs", "1", "--out", str(run)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = subprocess.run(
+        [*llmnas, "archive", "list", str(run), "--json"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    replayed = [json.loads(line) for line in rows]
+    pairs = [slice(i, i + 2) for i in range(0, len(recorded), 2)]
+    assert [sorted(r["hash"] for r in replayed[p]) for p in pairs] == [
+        sorted(r["hash"] for r in recorded[p]) for p in pairs
+    ]
