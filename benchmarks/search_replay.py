@@ -54,7 +54,12 @@ def main() -> int:
         record(args.record, args.name, args.config or args.name)
         return 0
     lines = (CASSETTES / f"{args.name}.candidates.jsonl").read_text().splitlines()
-    config = json.loads(lines[0])["config"]
+    header = json.loads(lines[0])
+    config = header.get("config")
+    if config is None:  # recorded by an older llmnas: its prompts differ from today's
+        print(f"{args.name} was recorded by llmnas at commit {header.get('commit')} with "
+              f"`{header.get('command')}`; replay it with that commit", file=sys.stderr)  # fmt: skip
+        return 2
     expected = [json.loads(line) for line in lines[1:]]
     if args.budget:
         expected = expected[: args.budget]

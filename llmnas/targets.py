@@ -17,11 +17,13 @@ Targets follow four rules (``docs/search.md`` shows them on a real prompt):
    archive cell next to a parent (LLMatic's idea). The prompt then asks for a working program
    inside those ranges and says it is kept even when it is less accurate, so the model is
    asked for diversity, not only for smaller programs. The instruction is drawn to agree with
-   the niche's direction.
+   the niche's direction. A niche is clipped to the hard budgets; one wholly above a budget is
+   dropped (:func:`fit_niche`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +35,7 @@ __all__ = [
     "Instruction",
     "Objectives",
     "direction_of_niche",
+    "fit_niche",
     "parse_instruction",
     "targets_block",
 ]
@@ -76,6 +79,28 @@ def direction_of_niche(niche: Mapping[str, tuple[float, float]], log10_params: f
     if high < log10_params:
         return "shrink"
     return "same"
+
+
+def fit_niche(
+    niche: Mapping[str, tuple[float, float]] | None, objectives: Objectives
+) -> dict[str, tuple[float, float]] | None:
+    """The niche within the hard budgets: its parameter range clipped to ``max_params`` (and
+    its FLOPs range to ``max_flops``), or ``None`` when it lies wholly above a budget."""
+    if not niche:
+        return None
+    out = dict(niche)
+    for key, cap in (
+        ("log10_params", objectives.max_params),
+        ("log10_flops", objectives.max_flops),
+    ):
+        if cap is None or key not in out:
+            continue
+        low, high = out[key]
+        limit = math.log10(cap)
+        if low >= limit:
+            return None
+        out[key] = (low, min(high, limit))
+    return out
 
 
 def _count(value: float) -> str:

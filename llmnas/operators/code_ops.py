@@ -21,7 +21,7 @@ from llmnas.operators import ast_ops
 from llmnas.records import Proposal
 from llmnas.replies import extract_program
 from llmnas.strategies.evolution import Request
-from llmnas.targets import Objectives, direction_of_niche, targets_block
+from llmnas.targets import Objectives, direction_of_niche, fit_niche, targets_block
 from llmnas.task_facts import TaskFacts
 
 __all__ = ["ASTOperator", "LLMOperator"]
@@ -123,6 +123,7 @@ class LLMOperator:
 
     def _variants(self, req: Request) -> Iterator[tuple[list[dict[str, str]], str | None]]:
         prompts = self.settings.prompts
+        req.niche = fit_niche(req.niche, self.objectives)
         if req.kind == "fix":
             yield prompting.fix_messages(req.parents[0], self.task, prompts_dir=prompts), None
             return
