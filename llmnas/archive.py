@@ -329,8 +329,7 @@ class QDArchive:
         """
         if self.config.kind != "grid":
             return None
-        point = np.asarray(list(measures), dtype=np.float64)
-        dims = np.array(self.config.dims())
+        dims, point = np.array(self.config.dims()), np.asarray(list(measures), dtype=np.float64)
         centre = self.ribs.int_to_grid_index(np.array([self.ribs.index_of_single(point)]))[0]
         for radius in (1, 2):
             ring = []

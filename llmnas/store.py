@@ -378,18 +378,9 @@ class RunStore:
     def add_repeat(self, candidate_id: int, seed: int, result: EvalResult) -> None:
         """Record one repeated training of a candidate with training seed ``seed``."""
         acc = result.metrics.get("val_accuracy") if result.ok else None
+        row = (candidate_id, seed, result.status.value, acc, _dumps(result.metrics), time.time())
         with self._tx():
-            self._conn.execute(
-                "INSERT OR REPLACE INTO repeats VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    candidate_id,
-                    seed,
-                    result.status.value,
-                    None if acc is None else float(acc),
-                    _dumps(result.metrics),
-                    time.time(),
-                ),
-            )
+            self._conn.execute("INSERT OR REPLACE INTO repeats VALUES (?, ?, ?, ?, ?, ?)", row)
 
     def repeats(self) -> dict[int, dict[int, float | None]]:
         """``{candidate_id: {training seed: validation accuracy or None}}`` of every repeat."""

@@ -170,7 +170,8 @@ def targets_block(
     else:
         params = None
         lines.append("- validation accuracy: as high as possible")
-    if not niche and params and direction != "same":
+    sized = bool(not niche and params and direction != "same")  # a size line agreeing with it
+    if sized:
         low, high = GROW if direction == "grow" else SHRINK
         lo, hi = params * low, params * high
         if objectives.max_params is not None:
@@ -181,24 +182,20 @@ def targets_block(
             f"- parameters: about {_range(lo, hi)} (the change {verb} the model; the best parent "
             f"has {_count(params)})"
         )
-    elif "params" in objectives.secondary:
-        lines.append(
-            "- parameters: a second objective: at equal accuracy fewer is better; no cap"
-            if objectives.max_params is None
-            else "- parameters: at equal accuracy fewer is better"
-        )
-    if objectives.max_params is not None:
-        lines.append(
-            f"- parameters: at most {objectives.max_params:,} (a hard budget: larger programs "
-            "are rejected without training)"
-        )
-    if "flops" in objectives.secondary:
-        lines.append("- FLOPs: a second objective: at equal accuracy fewer is better; no cap")
-    if objectives.max_flops is not None:
-        lines.append(
-            f"- FLOPs: at most {objectives.max_flops:,} (a hard budget: larger programs are "
-            "rejected without training)"
-        )
+    for key, what, cap in (
+        ("params", "parameters", objectives.max_params),
+        ("flops", "FLOPs", objectives.max_flops),
+    ):
+        if key in objectives.secondary and not (key == "params" and sized):
+            rule = "at equal accuracy fewer is better"
+            lines.append(
+                f"- {what}: " + (f"a second objective: {rule}; no cap" if cap is None else rule)
+            )
+        if cap is not None:
+            lines.append(
+                f"- {what}: at most {cap:,} (a hard budget: larger programs are rejected "
+                "without training)"
+            )
     if "latency_ms" in objectives.secondary:
         lines.append("- latency: a second objective: at equal accuracy faster is better")
     return "\n".join(lines)
