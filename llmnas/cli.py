@@ -172,7 +172,8 @@ def _run_and_report(start) -> None:
         progress.start()
 
         def repeat_progress(done: int, total: int) -> None:
-            progress.stop()
+            if done == 1:
+                progress.stop()  # the bar is done; plain lines from here
             err.print(f"repeating the best: training {done}/{total}", highlight=False)
 
         run.on_repeat = repeat_progress
