@@ -247,7 +247,6 @@ def repeat(
         store.close()
         fail(f"run {run_dir} is on the tabular task {task.name}: there is nothing to retrain")
     base = task.recipe.seed
-    store.set_state("repeats_base_seed", base)
     settings = EvalSettings(
         epochs=config.get("epochs"),
         timeout_s=config.get("timeout_s", 600.0),

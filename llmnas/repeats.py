@@ -120,6 +120,7 @@ def run_repeats(
     Resumable: trainings already in the store are not repeated. ``settings`` is the run's
     :class:`~llmnas.evaluator.EvalSettings`; only its training seed changes.
     """
+    store.set_state("repeats_base_seed", base_seed)  # what repeat_stats reads back
     candidates = store.candidates(status=Status.OK.value)
     done = store.repeats()
     jobs = [

@@ -258,7 +258,6 @@ def _repeat(run: Run) -> None:
     from llmnas.repeats import run_repeats
 
     cfg, base = run.config.repeats, run.evaluator.task.recipe.seed
-    run.store.set_state("repeats_base_seed", base)
     run_repeats(
         run.store,
         run.evaluator,

@@ -131,7 +131,6 @@ class LLMOperator:
         while True:  # the memory shrinks until the prompt fits its token budget
             attempts = attempts_table(history, {c.id for c in req.elites})
             common = {
-                "targets": None,
                 "facts": self.facts,
                 "attempts": attempts,
                 "elites": elite_summary(req.elites) if attempts else "",

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from llmnas.archive import QDArchive
+from llmnas.descriptors import descriptor_vector
 from llmnas.gate import check
 from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, FailureKind, Proposal
@@ -124,8 +125,6 @@ class EvolutionStrategy:
         return Request("mutate", parents, seed, niche=niche, **memory)
 
     def _niche(self, parent: Candidate) -> dict[str, tuple[float, float]] | None:
-        from llmnas.descriptors import descriptor_vector
-
         names = self.archive.config.descriptors
         measures = descriptor_vector(names, parent.descriptors, parent.result.metrics)
         if measures is None:
