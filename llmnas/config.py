@@ -86,6 +86,11 @@ class EvolutionSettings(BaseModel):
         6000, ge=500, description="prompt size budget (estimated as characters / 4)"
     )
     niche_rate: float = Field(0.25, ge=0.0, le=1.0, description="mutations aimed at a niche")
+    prompt_style: Literal["auto", "code", "space"] = Field(
+        "auto",
+        description="LLM prompts show the program (code) or the search space's notation "
+        "(space); auto: space for tabular tasks and with strategy_options.space, else code",
+    )
 
 
 class RepeatSettings(BaseModel):

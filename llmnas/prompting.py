@@ -38,10 +38,12 @@ from llmnas.targets import Instruction, Objectives, parse_instruction, targets_b
 from llmnas.task_facts import TaskFacts
 
 __all__ = [
+    "EMPTY_BLOCK",
     "FAILURE_HINTS",
     "PROMPTS_DIR",
     "ParentView",
     "PromptError",
+    "chat_messages",
     "crossover_messages",
     "fix_messages",
     "instructions",
@@ -104,10 +106,12 @@ def render(name: str, fields: Mapping[str, Any], prompts_dir: str | Path | None 
     return template.substitute({k: str(v) for k, v in fields.items()}).rstrip("\n")
 
 
-def instructions(prompts_dir: str | Path | None = None) -> list[Instruction]:
-    """The mutation instructions: non-blank lines of ``instructions.txt`` not starting with #,
+def instructions(
+    prompts_dir: str | Path | None = None, name: str = "instructions"
+) -> list[Instruction]:
+    """The mutation instructions: non-blank lines of ``<name>.txt`` not starting with #,
     each with its direction (``grow:``/``shrink:`` prefix, else ``same``)."""
-    lines = load_template("instructions", prompts_dir).splitlines()
+    lines = load_template(name, prompts_dir).splitlines()
     return [parse_instruction(s) for line in lines if (s := line.strip()) and not s.startswith("#")]
 
 
@@ -250,8 +254,21 @@ _EMPTY = "\x00empty block\x00"
 """Stands for a block with no content; removed with the blank line before it."""
 
 
-def _messages(user: str, prompts_dir: str | Path | None) -> list[dict[str, str]]:
-    system = render("system", {}, prompts_dir)
+EMPTY_BLOCK = _EMPTY
+
+
+def chat_messages(
+    user: str, prompts_dir: str | Path | None, system: str = "system"
+) -> list[dict[str, str]]:
+    """A system message (template ``system``) and ``user``, whose :data:`EMPTY_BLOCK` fields
+    are removed with the blank line before them."""
+    return _messages(user, prompts_dir, system)
+
+
+def _messages(
+    user: str, prompts_dir: str | Path | None, system_name: str = "system"
+) -> list[dict[str, str]]:
+    system = render(system_name, {}, prompts_dir)
     user = user.replace("\n\n" + _EMPTY, "").replace(_EMPTY, "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

@@ -119,6 +119,12 @@ def _strategy(
             raise RunError(str(exc)) from None
         from llmnas.task_facts import task_facts
 
+        sent = {c["prompt_sha256"] for c in store.llm_calls() if c["prompt_sha256"]}
+        if _space_style(config, task):
+            return _space_strategy(config, task, archive, llm, seed, sent)
+        if getattr(task, "blind", False):
+            raise RunError(f"task {task.name} is blind: it takes space prompts only "
+                           "([evolution] prompt_style = \"space\" or \"auto\")")  # fmt: skip
         operator = LLMOperator(
             llm=llm,
             task=task,
@@ -126,7 +132,7 @@ def _strategy(
             seed=seed,
             evolution=config.evolution,
             facts=task_facts(task, config.epochs),
-            sent={c["prompt_sha256"] for c in store.llm_calls() if c["prompt_sha256"]},
+            sent=sent,
         )
     else:
         raise RunError(
@@ -143,6 +149,51 @@ def _strategy(
         niche_rate=config.evolution.niche_rate if name == "llm" else 0.0,
         memory=config.evolution.memory if name == "llm" else 0,
     )
+
+
+def _space_style(config: RunConfig, task: Task) -> bool:
+    style = config.evolution.prompt_style
+    if style == "auto":
+        return bool(task.tabular or "space" in config.strategy_options)
+    return style == "space"
+
+
+SPACE_SEEDS = 4
+"""Random architectures that start a space-prompted run on a trained task."""
+
+
+def _space_strategy(config: RunConfig, task: Task, archive, llm, seed: int, sent: set[str]):
+    """The ``llm`` strategy with space prompts (:mod:`llmnas.operators.space_ops`)."""
+    import random
+
+    from llmnas.operators.space_ops import SpaceLLMOperator
+    from llmnas.spaces import make_space
+    from llmnas.spaces.text import space_text
+    from llmnas.strategies.evolution import EvolutionStrategy
+    from llmnas.task_facts import task_facts
+
+    opts = dict(config.strategy_options)
+    try:
+        if task.tabular:
+            space, seeds = task.space(), task.seed_programs()
+        else:
+            space = make_space(opts.pop("space", "cell"), task.input_shape, task.num_classes,
+                               **opts.pop("space_options", {}))  # fmt: skip
+            rng = random.Random(seed)
+            seeds = {f"sample{i}": space.render(space.sample(rng)) for i in range(SPACE_SEEDS)}
+        text = space_text(space, blind_seed=seed if getattr(task, "blind", False) else None)
+    except (ValueError, TypeError) as exc:
+        raise RunError(f"space prompts: {exc}") from None
+    operator = SpaceLLMOperator(
+        llm=llm, task=task, text=text, settings=config.llm, evolution=config.evolution,
+        facts=None if task.tabular else task_facts(task, config.epochs), sent=sent,
+    )  # fmt: skip
+    return EvolutionStrategy(
+        operator=operator, archive=archive, seeds=seeds, seed=seed,
+        parents=config.llm.parents, crossover_rate=config.llm.crossover_rate,
+        memory=max(config.budget, config.evolution.memory, 1),  # the prompt lists every result
+        seeds_in_history=True,
+    )  # fmt: skip
 
 
 def archive_layout(config: RunConfig, task: Task, evaluator: Evaluator, store: RunStore):
@@ -257,6 +308,8 @@ def _repeat(run: Run) -> None:
     """Train the best candidates again with other seeds (see :mod:`llmnas.repeats`)."""
     from llmnas.repeats import run_repeats
 
+    if run.evaluator.task.tabular:  # a table answers the same for every training seed
+        return
     cfg, base = run.config.repeats, run.evaluator.task.recipe.seed
     run_repeats(
         run.store,

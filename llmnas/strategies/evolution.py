@@ -7,7 +7,8 @@ archive's parent selection (see :mod:`llmnas.archive`). With probability ``niche
 mutation also names a *niche*: the descriptor ranges of an empty or weakly held archive cell
 next to its first parent (:meth:`~llmnas.archive.QDArchive.niche_near`). Each request carries
 the run's memory: the last ``memory`` committed attempts (seeds excluded) and the current
-elites. The operator turns requests into proposals (an LLM prompt, or a syntax-tree edit).
+elites (with ``seeds_in_history`` the seed programs count as attempts too). The operator turns
+requests into proposals (an LLM prompt, or a syntax-tree edit).
 The loop adds every committed candidate to the archive before ``tell``; ``tell`` remembers
 candidates (parents are drawn from them) and the failures worth fixing.
 """
@@ -75,6 +76,7 @@ class EvolutionStrategy:
         fix_rate: float = 0.3,
         niche_rate: float = 0.0,
         memory: int = 0,
+        seeds_in_history: bool = False,
     ):
         self.name = operator.name
         self.operator = operator
@@ -85,6 +87,7 @@ class EvolutionStrategy:
         self.fix_rate = fix_rate if operator.can_fix else 0.0
         self.niche_rate = niche_rate
         self.memory = memory
+        self.seeds_in_history = seeds_in_history
         self._seed_queue = [(name, src) for name, src in sorted(seeds.items())]
         self._seed_hashes = {check(src).hash for _, src in self._seed_queue}
         self._known: dict[int, Candidate] = {}
@@ -134,7 +137,7 @@ class EvolutionStrategy:
     def tell(self, candidates: Sequence[Candidate]) -> None:
         for cand in candidates:
             self._known[cand.id] = cand
-            if cand.operator != "seed":
+            if cand.operator != "seed" or self.seeds_in_history:
                 self._history.append(cand)
             if cand.operator == "seed" and cand.hash in self._seed_hashes:
                 self._seed_queue = [

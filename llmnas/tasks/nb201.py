@@ -10,6 +10,12 @@ answer trusts that constant: an edit elsewhere in the program changes nothing he
 macro network (preset ``nb201``) for the dataset's input shape and classes, computed
 analytically by :meth:`llmnas.spaces.cell.CellSpace.cost` with NB201's conventions (they equal
 NB201's published parameter counts and FLOPs).
+
+Blind tasks (``nb201-cifar10-blind`` and the like) answer from the same table; they differ only
+in what a language model is shown: the LLM strategy's space prompts name the operations with
+neutral tokens under a permutation seeded by the run's seed, and show neither code, the
+benchmark's name, nor parameter counts (:class:`llmnas.spaces.text.CellText`). The blind task's
+description is written for that prompt. Code prompts are refused on blind tasks.
 """
 
 from __future__ import annotations
@@ -95,6 +101,12 @@ class NB201Task(Task):
     )
     tabular: bool = True
     dataset: str = "cifar10"
+    blind: bool = False
+
+    @property
+    def space_description(self) -> str:
+        """The description for space prompts, which never show code."""
+        return self.description.split(" Set NB201_ARCH")[0]
 
     def _load(self) -> TaskData:
         raise TaskError(f"task {self.name} is tabular: it has no data, use evaluate_source()")
@@ -202,6 +214,26 @@ class NB201ImageNet16(NB201Task):
     dataset: str = "imagenet16_120"
 
 
-register("nb201-cifar10", NB201CIFAR10)
-register("nb201-cifar100", NB201CIFAR100)
-register("nb201-imagenet16-120", NB201ImageNet16)
+_FIELD_TYPES = {"name": str, "description": str, "blind": bool}
+
+
+def _blind(base: type[NB201Task], images: str) -> type[NB201Task]:
+    plain = base()
+    description = (
+        f"A tabular benchmark of cell architectures for {plain.num_classes}-class classification "
+        f"of {images}: each cell's validation accuracy is looked up in a table of fully trained "
+        "networks. The benchmark and its operations are not named: learn from the results."
+    )
+    fields = {"name": plain.name + "-blind", "description": description, "blind": True}
+    return dataclass(frozen=True)(
+        type(base.__name__ + "Blind", (base,), {"__annotations__": _FIELD_TYPES, **fields})
+    )
+
+
+NB201CIFAR10Blind = _blind(NB201CIFAR10, "32x32 colour images")
+NB201CIFAR100Blind = _blind(NB201CIFAR100, "32x32 colour images")
+NB201ImageNet16Blind = _blind(NB201ImageNet16, "16x16 colour images")
+
+for _cls in (NB201CIFAR10, NB201CIFAR100, NB201ImageNet16, NB201CIFAR10Blind,
+             NB201CIFAR100Blind, NB201ImageNet16Blind):  # fmt: skip
+    register(_cls().name, _cls)
