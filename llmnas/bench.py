@@ -19,36 +19,33 @@ report (:mod:`llmnas.report`) goes to ``<out>/``. Example ``bench.toml``::
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 
 from llmnas.config import ConfigError, RunConfig, validated
+from llmnas.report_data import CELL_FILE, FINAL_FILE, read_json
 from llmnas.store import RunStore, StoreError
 
-if TYPE_CHECKING:
-    from llmnas.report import CellData
-
 __all__ = [
+    "Anchor",
     "BenchConfig",
     "BenchError",
     "Cell",
     "StrategyEntry",
-    "collect_cell",
     "final_evaluation",
     "load_bench",
     "run_bench",
     "run_grid",
 ]
 
-CELL_FILE = "cell.json"
-FINAL_FILE = "final.json"
 _BENCH_OWNED = ("task", "strategy", "budget", "seed", "out", "workers", "epochs", "wall_time_s")
 
 
@@ -63,12 +60,22 @@ class StrategyEntry(BaseModel):
 
     name: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$")
     strategy: Literal["ast", "random", "regevo", "darts", "llm"]
-    llm: str | None = None
+    llm: str | None = Field(None, description="LLM spec; {seed} becomes the cell's seed")
     run: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return self.name or self.strategy
+
+
+class Anchor(BaseModel):
+    """A published number shown beside the results, with how its protocol differs from ours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    value: str
+    protocol: str
 
 
 class BenchConfig(BaseModel):
@@ -89,6 +96,7 @@ class BenchConfig(BaseModel):
     final_timeout_s: float = Field(3600.0, gt=0)
     run: dict[str, Any] = Field(default_factory=dict)
     notes: str = Field("", description="free text copied into the report")
+    anchors: list[Anchor] = Field(default_factory=list, description="published reference numbers")
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -120,7 +128,8 @@ class BenchConfig(BaseModel):
             workers=self.workers, epochs=self.epochs, wall_time_s=self.wall_time_s,
         )  # fmt: skip
         if entry.llm is not None:
-            data["llm"] = {**data.get("llm", {}), "spec": entry.llm}
+            spec = entry.llm.replace("{seed}", str(seed))
+            data["llm"] = {**data.get("llm", {}), "spec": spec}
         return validated(data)
 
 
@@ -132,6 +141,18 @@ def _one_line(exc: ValidationError) -> str:
     if first["type"] == "missing":
         return f"bench.toml: missing required key {where!r}"
     return f"bench.toml {where}: {first['msg']}"
+
+
+def _cassettes_beside(config: BenchConfig, folder: Path) -> BenchConfig:
+    """``replay:`` paths that exist relative to the config's folder are made relative to here."""
+    entries = []
+    for e in config.strategies:
+        kind, _, target = (e.llm or "").partition(":")
+        first = target.replace("{seed}", str(config.seed_list[0]))
+        if kind == "replay" and not Path(first).is_absolute() and (folder / first).is_file():
+            e = e.model_copy(update={"llm": "replay:" + os.path.relpath(folder / target)})
+        entries.append(e)
+    return config.model_copy(update={"strategies": entries})
 
 
 def load_bench(path: str | Path) -> BenchConfig:
@@ -151,6 +172,7 @@ def load_bench(path: str | Path) -> BenchConfig:
         config = BenchConfig.model_validate(data)
     except ValidationError as exc:
         raise BenchError(_one_line(exc)) from None
+    config = _cassettes_beside(config, path.parent)
     labels = [e.label for e in config.strategies]
     if len(set(labels)) != len(labels):
         raise BenchError(f"bench.toml strategies: names must be distinct, got {labels}")
@@ -182,13 +204,6 @@ class Cell:
         return f"{self.entry.label}-{self.seed}"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -208,7 +223,7 @@ def _stored_finished(cell: Cell, wanted: RunConfig) -> bool:
                 f"cell {cell.dir} was run with {key}={stored.get(key)!r} but the bench asks for "
                 f"{getattr(wanted, key)!r}; use a new 'out' folder"
             )
-    done = _read_json(cell.dir / CELL_FILE) or {}
+    done = read_json(cell.dir / CELL_FILE) or {}
     cell.message = done.get("stopped") or f"budget of {count} candidates reached"
     return count >= wanted.budget or done.get("stopped") not in (None, "", "interrupted")
 
@@ -307,7 +322,7 @@ def final_evaluation(cells: list[Cell], config: BenchConfig, console: Console) -
             "mode": "tabular" if task.tabular else "trained",
             "epochs": None if task.tabular else epochs, "seeds": [] if task.tabular else seeds,
         }  # fmt: skip
-        cached = _read_json(cell.dir / FINAL_FILE)
+        cached = read_json(cell.dir / FINAL_FILE)
         if cached is not None and all(cached.get(k) == v for k, v in head.items()):
             continue
         if task.tabular:  # no training and no separate test split: the table's number
@@ -341,58 +356,25 @@ def final_evaluation(cells: list[Cell], config: BenchConfig, console: Console) -
                     console.print(f"  {cell.label}: test accuracy {final}")
 
 
-def collect_cell(cell: Cell) -> CellData:
-    """What the report needs from one cell: its store (read-only), ``cell.json``, ``final.json``."""
-    from llmnas.inspect_run import rebuild_archive, repeated
-    from llmnas.report import CellData
-
-    data = CellData(cell.entry.label, cell.seed, cell.state, cell.message)
-    if not (cell.dir / "run.sqlite").exists():
-        return data
-    with RunStore.open(cell.dir, read_only=True) as store:
-        cands = store.candidates()
-        calls = store.llm_calls()
-        data.environment = store.environment()
-        reps = repeated(store)
-        if cands:
-            archive = rebuild_archive(store)
-            data.qd_score, data.coverage = archive.qd_score, archive.coverage
-    record, first = _read_json(cell.dir / CELL_FILE) or {}, cands[0] if cands else None
-    if first is not None:  # the run's start; for a resumed run, when its first evaluation began
-        before = first.result.timings.get("eval_seconds", 0) + first.meta.get("search_seconds", 0)
-        t0 = record.get("started") if not record.get("resumed") else None
-        data.times = [c.created_at - (t0 or first.created_at - before) for c in cands]
-    data.repeat_mean = {i: reps[c.id].mean for i, c in enumerate(cands) if c.id in reps}
-    for c in cands:
-        ok = c.status.value == "ok"
-        data.statuses.append(c.status.value)
-        data.val.append(c.val_accuracy if ok else None)
-        data.params.append(c.result.metrics.get("params") if ok else None)
-        data.test_in_search |= any(k.startswith("test_") for k in c.result.metrics)
-    for call in calls:
-        usage = call.get("usage") or {}
-        data.tokens += int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
-        data.cost += float(usage.get("cost_usd", 0.0) or 0.0)
-        if call.get("model") and call["model"] not in data.models:
-            data.models.append(call["model"])
-    path = cell.dir / FINAL_FILE
-    data.final = json.loads(path.read_text()) if path.exists() else None
-    return data
-
-
-def run_bench(path: str | Path, console: Console | None = None) -> Path | None:
+def run_bench(
+    path: str | Path, console: Console | None = None, out: str | Path | None = None
+) -> Path | None:
     """Run (or resume) the bench in ``path`` and write its report; returns ``report.md``,
-    or ``None`` when the grid was interrupted (run it again to resume)."""
+    or ``None`` when the grid was interrupted (run it again to resume). ``out`` replaces the
+    config's ``out`` folder."""
     from llmnas.report import write_report
 
     console = console or Console(stderr=True)
     config = load_bench(path)
+    if out is not None:
+        config = config.model_copy(update={"out": str(out)})
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     cells, interrupted = run_grid(config, console)
     if interrupted:
-        console.print(f"bench interrupted; run `llmnas bench --config {path}` again to resume")
+        again = f"llmnas bench --config {path}" + (f" --out {out}" if out else "")
+        console.print(f"bench interrupted; run `{again}` again to resume")
         return None
     final_evaluation(cells, config, console)
     report = write_report(config, cells, out)

@@ -42,17 +42,21 @@ def _summary(report_md: Path) -> None:
 
 def bench(
     config: Path = typer.Option(..., "--config", help="bench.toml: task, strategies, seeds, ..."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="folder for the runs and the report (default: the config's out)"
+    ),
 ) -> None:
     """Benchmark strategies under equal budgets: a grid of runs, a final evaluation of each
     incumbent on the test split (once), and a report with statistics and plots."""
     from llmnas.bench import BenchError, run_bench
 
     try:
-        report = run_bench(config, console=err)
+        report = run_bench(config, console=err, out=out_dir)
     except BenchError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        err.print(f"interrupted; run `llmnas bench --config {config}` again to resume")
+        again = f"llmnas bench --config {config}" + (f" --out {out_dir}" if out_dir else "")
+        err.print(f"interrupted; run `{again}` again to resume")
         raise typer.Exit(130) from None
     if report is None:
         raise typer.Exit(130)

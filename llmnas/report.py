@@ -12,53 +12,21 @@ import json
 import math
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmnas.repeats import pareto_front as front_ids
+from llmnas.report_data import CellData, collect_cell
+from llmnas.report_llm import anchors_markdown, llm_markdown, llm_summary
 
 if TYPE_CHECKING:
     from llmnas.bench import BenchConfig, Cell
 
 __all__ = ["CellData", "checklist", "mann_whitney", "pareto_front", "render_markdown",
            "write_report"]  # fmt: skip
-
-
-@dataclass
-class CellData:
-    """What the report needs from one cell: the candidate trace, archive, LLM usage, final."""
-
-    strategy: str
-    seed: int
-    state: str
-    message: str = ""
-    times: list[float] = field(default_factory=list)  # seconds since the run began
-    statuses: list[str] = field(default_factory=list)
-    val: list[float | None] = field(default_factory=list)
-    params: list[int | None] = field(default_factory=list)
-    repeat_mean: dict[int, float] = field(default_factory=dict)  # index -> mean over seeds
-    qd_score: float | None = None
-    coverage: float | None = None
-    tokens: int = 0
-    cost: float = 0.0
-    models: list[str] = field(default_factory=list)
-    test_in_search: bool = False
-    final: dict[str, Any] | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def best_curve(self) -> np.ndarray:
-        """The incumbent after each evaluation (picked on single runs), at its repeat mean."""
-        out, best = np.full(len(self.val), np.nan), None
-        for i, v in enumerate(self.val):
-            if v is not None and (best is None or v > self.val[best]):  # type: ignore[operator]
-                best = i
-            if best is not None:
-                out[i] = self.repeat_mean.get(best, self.val[best])
-        return out
 
 
 def mann_whitney(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -233,7 +201,6 @@ def _plots(groups: dict[str, list[CellData]], out: Path, final_label: str) -> di
 
 def write_report(config: BenchConfig, cells: list[Cell], out: Path) -> Path:
     """Write ``report.md``, ``report.json`` and the PNGs into ``out``; returns ``report.md``."""
-    from llmnas.bench import collect_cell
     from llmnas.tasks import get_task
 
     task, data = get_task(config.task), [collect_cell(c) for c in cells]
@@ -258,7 +225,7 @@ def write_report(config: BenchConfig, cells: list[Cell], out: Path) -> Path:
         "test_split_in_search": any(d.test_in_search for d in data),
         "environment": {"versions": versions, "hardware": env.get("hardware", {})},
         "cells": [{k: v for k, v in asdict(d).items() if k in _CELL_KEYS} for d in data],
-        "plots": plots,
+        "plots": plots, "llm": llm_summary(groups),
     }  # fmt: skip
     report["checklist"] = checklist(report)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
@@ -366,6 +333,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     head = ["strategy", "evaluations", "valid-code rate (ok/all)", "QD-score", "coverage",
             "search wall time per run [s]", "LLM tokens / cost"]  # fmt: skip
     lines += _table(head, rows)
+    lines += llm_markdown(r.get("llm", {}))
     lines += ["## Rank tests (two-sided Mann-Whitney U on the per-run final scores)", ""]
     rows = [
         [f"{t['a']} vs {t['b']}", f"{t['n_a']} vs {t['n_b']}",
@@ -382,9 +350,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"not that they are equal. {floor}No correction for multiple comparisons is applied; "
         "differences within the spread of the final-training seeds should be read as ties.",
         "",
-        "## Plots",
-        "",
     ]
+    lines += anchors_markdown(b.get("anchors", []))
+    lines += ["## Plots", ""]
     for key, caption in (("anytime_evals", "incumbent's validation accuracy (mean over its "
                           "repeated trainings where repeated) against evaluations"),
                          ("anytime_time", "the same against wall time since each run began"),
