@@ -22,6 +22,7 @@ from llmnas.descriptors import seed_ranges
 from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
 from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
+from llmnas.preflight import PreflightError, preflight
 from llmnas.store import RunStore, StoreError
 from llmnas.tasks import Task, TaskError, get_task
 
@@ -331,8 +332,9 @@ def start_run(
         raise RunError("--out archive/NAME is required")
     name, spec, why = choose_strategy(config)
     try:
-        get_task(config.task)  # fail on a bad task before anything is created
-    except TaskError as exc:
+        task = get_task(config.task)  # fail on a bad task or setting before anything is made
+        preflight(config, name, task)
+    except (TaskError, PreflightError) as exc:
         raise RunError(str(exc)) from None
     out_dir = Path(config.out)
     existed = out_dir.exists()

@@ -1,0 +1,60 @@
+"""Bad settings get one line naming the key, exit code 2 and no run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmnas.config import RunConfig
+from llmnas.preflight import PreflightError, preflight
+from llmnas.tasks import get_task
+
+CASES = {
+    "cascade typo": ("regevo", "[cascade]\nkeep_topp = 0.5\n",
+                     "config cascade.keep_topp: unknown key; expected some of: "),
+    "regevo unknown option": ("regevo", "[strategy_options]\npopulation = 5\n",
+                              "strategy_options.population: unknown key for strategy regevo"),
+    "regevo bad value": ("regevo", "[strategy_options]\npopulation_size = 0\n",
+                         "strategy_options.population_size: Input should be greater than or "
+                         "equal to 1 (given 0)"),
+    "random unknown option": ("random", "[strategy_options]\nsample_size = 3\n",
+                              "unknown key for strategy random"),
+    "ast takes no options": ("ast", "[strategy_options]\nunique = true\n",
+                             "unknown key for strategy ast; expected some of: none"),
+    "space options": ("random", '[strategy_options]\nspace = "chain"\n'
+                      "space_options = {max_depth = 0}\n", "need 1 <= min_depth <= max_depth"),
+    "archive bins": ("regevo", "[archive]\nbins = [10]\n",
+                     "config archive: bins must be one positive int or 2 of them, got [10]"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_bad_setting_is_one_line_exit_2_and_no_folder(tmp_path: Path, case: str) -> None:
+    strategy, toml, expected = CASES[case]
+    config = tmp_path / "run.toml"
+    config.write_text(toml)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmnas", "run", "--task", "synthetic", "--strategy", strategy,
+         "--budget", "2", "--config", str(config), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_good_settings_pass() -> None:
+    config = RunConfig.model_validate({
+        "cascade": {"keep_top": 0.5, "prefilter": "synflow"},
+        "strategy_options": {"space": "chain", "space_options": {"max_depth": 3},
+                             "population_size": 4},
+    })  # fmt: skip
+    preflight(config, "regevo", get_task("synthetic"))
+    preflight(RunConfig(), "llm", get_task("nb201-cifar10"))
+    with pytest.raises(PreflightError, match="for strategy random"):
+        preflight(config, "random", get_task("synthetic"))
