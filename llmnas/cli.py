@@ -1,6 +1,8 @@
 """The ``llmnas`` command line (typer + rich). Contracts are in the README and DESIGN.
 
-Bad input gets one line on stderr naming what was expected, and exit code 2.
+Bad input gets one line on stderr naming what was expected, and exit code 2. A run that stops
+because its LLM stayed unavailable past ``[llm] patience_s`` exits with code 75 (EX_TEMPFAIL)
+after saying how to resume; an interrupted run exits 0 and says the same.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from rich.table import Table
 from llmnas import cli_archive, cli_bench
 from llmnas.cli_common import err, fail, out
 
-__all__ = ["app", "fail"]
+__all__ = ["EXIT_LLM_DOWN", "app", "fail"]
+
+EXIT_LLM_DOWN = 75
+"""Exit code of a run stopped by an LLM outage (resumable)."""
 
 app = typer.Typer(
     add_completion=False,
@@ -186,10 +191,13 @@ def _run_and_report(start) -> None:
     finally:
         progress.stop()
     run = holder["run"]
-    err.print(f"stopped: {stats.stopped}")
-    if stats.stopped == "interrupted":
+    err.print(f"stopped: {stats.stopped}", markup=False, emoji=False, highlight=False,
+              soft_wrap=True)  # fmt: skip
+    if stats.stopped == "interrupted" or stats.llm_down:
         err.print(f"resume with: llmnas resume {run.store.run_dir}")
     _summary(run.store.run_dir)
+    if stats.llm_down:
+        raise typer.Exit(EXIT_LLM_DOWN)
 
 
 def _summary(run_dir: Path) -> None:

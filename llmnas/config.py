@@ -57,6 +57,9 @@ class LLMSettings(BaseModel):
     max_concurrency: int = Field(2, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
+    patience_s: float = Field(
+        600.0, ge=0, description="how long a run waits for an unavailable LLM before it stops"
+    )
     max_cost: float | None = Field(None, gt=0)
     max_tokens_total: int | None = Field(None, gt=0)
     prompts: str | None = None

@@ -32,6 +32,7 @@ from llmnas.archive import QDArchive
 from llmnas.descriptors import compute_descriptors
 from llmnas.evaluator import EvalSettings, Evaluator
 from llmnas.islands import IslandArchive
+from llmnas.llm.base import LLMUnavailable
 from llmnas.records import Candidate, EvalResult, Failure, FailureKind, Proposal, Status
 from llmnas.store import RunStore
 from llmnas.strategies.base import Exhausted, Strategy
@@ -79,6 +80,13 @@ class LoopStats:
     wall_seconds: float = 0.0
     tokens: int = 0
     cost: float = 0.0
+    outages: int = 0  # times the LLM was unavailable after its own retries
+    outage_seconds: float = 0.0
+    llm_down: bool = False  # stopped because the LLM stayed away past the patience
+
+
+OUTAGE_BACKOFF_S = (2.0, 60.0)
+"""First and longest wait before asking again after the LLM was unavailable."""
 
 
 class RunLoop:
@@ -99,6 +107,7 @@ class RunLoop:
         wall_time_s: float | None = None,
         queue_per_worker: int = 2,
         sequential: bool = False,
+        llm_patience_s: float = 600.0,
         on_progress: Callable[[LoopStats], None] | None = None,
     ):
         self.strategy, self.store, self.archive = strategy, store, archive
@@ -108,7 +117,12 @@ class RunLoop:
         self.wall_time_s = wall_time_s
         self.ahead = workers * queue_per_worker
         self.sequential = sequential
+        self.llm_patience_s = llm_patience_s
         self.on_progress = on_progress
+        self._down_since: float | None = None
+        self._last_reason = ""
+        self._retry_at = 0.0
+        self._backoff = OUTAGE_BACKOFF_S[0]
         self.stats = LoopStats()
         self._stop = threading.Event()
         self._cascade_lock = threading.Lock()
@@ -170,6 +184,8 @@ class RunLoop:
                 if self.stats.committed >= self.budget:
                     self.stats.stopped = f"budget of {self.budget} candidates reached"
                     break
+                if self.stats.llm_down:
+                    break
                 if self.stats.committed != committed_at_ask:
                     starved = False
                 busy = self.sequential and bool(running or ready)
@@ -179,6 +195,7 @@ class RunLoop:
                     and not starved
                     and not busy
                     and total < self.budget
+                    and time.monotonic() >= self._retry_at
                 ):
                     if len(ready) < self.ahead:
                         n = min(self.ahead - len(ready), self.budget - total)
@@ -195,7 +212,7 @@ class RunLoop:
                         continue
                 waitables = set(running) | ({asking} if asking else set())
                 if not waitables:
-                    time.sleep(0.01)
+                    time.sleep(min(0.2, max(0.01, self._retry_at - time.monotonic())))
                     continue
                 done, _ = wait(waitables, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -207,6 +224,10 @@ class RunLoop:
                             exhausted = True
                             self.stats.stopped = f"strategy exhausted: {exc}"
                             continue
+                        except LLMUnavailable as exc:
+                            self._llm_unavailable(exc)
+                            continue
+                        self._llm_back()
                         if not proposals:
                             # empty only counts when the strategy had been told everything
                             starved = committed_at_ask == self.stats.committed
@@ -245,6 +266,41 @@ class RunLoop:
         self.stats.wall_seconds = time.monotonic() - start
         self._refresh()
         return self.stats
+
+    # ------------------------------------------------------------------ LLM outages
+
+    def _llm_unavailable(self, exc: LLMUnavailable) -> None:
+        """The model stayed away through its own retries: wait with backoff, evaluating what is
+        ready, until ``llm_patience_s`` has passed since the outage began; then stop."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since, self._backoff = now, OUTAGE_BACKOFF_S[0]
+            self.stats.outages += 1
+        else:
+            self._backoff = min(self._backoff * 2, OUTAGE_BACKOFF_S[1])
+        down = now - self._down_since
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        if down >= self.llm_patience_s:
+            self._record_outage(down, reason)
+            self.stats.llm_down = True
+            self.stats.stopped = (
+                f"the LLM was unavailable for {down:.0f} s (patience {self.llm_patience_s:g} s): "
+                f"{reason}"
+            )
+            return
+        self._retry_at = now + min(self._backoff, self.llm_patience_s - down)
+        self._last_reason = reason
+
+    def _llm_back(self) -> None:
+        if self._down_since is not None:
+            self._record_outage(time.monotonic() - self._down_since, self._last_reason)
+            self._down_since = None
+
+    def _record_outage(self, seconds: float, reason: str) -> None:
+        self.stats.outage_seconds += seconds
+        outages = self.store.get_state("llm_outages", [])
+        outages.append({"ended": time.time(), "seconds": round(seconds, 1), "error": reason})
+        self.store.set_state("llm_outages", outages)
 
     # ------------------------------------------------------------------ steps
 

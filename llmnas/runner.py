@@ -281,6 +281,7 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         wall_time_s=config.wall_time_s,
         queue_per_worker=config.proposal_queue,
         sequential=config.sequential,
+        llm_patience_s=config.llm.patience_s,
         on_progress=on_progress,
     )
     return Run(config, store, loop, evaluator, name, spec)

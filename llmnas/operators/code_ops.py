@@ -109,7 +109,13 @@ class LLMOperator:
         async def gather() -> list[Proposal]:
             return list(await asyncio.gather(*(self._one(r, m, i) for r, m, i in prepared)))
 
-        return run_sync(gather()) if prepared else []
+        if not prepared:
+            return []
+        try:
+            return run_sync(gather())
+        except BaseException:  # unanswered prompts may be sent again (e.g. after an outage)
+            self.sent.difference_update(prompt_sha256(m) for _, m, _ in prepared)
+            raise
 
     def _prepare(self, req: Request) -> tuple[Request, list[dict[str, str]], str | None] | None:
         """The request's messages (never a prompt sent before), or ``None`` to skip it."""

@@ -171,7 +171,11 @@ class SpaceLLMOperator:
         async def gather() -> list[Proposal]:
             return list(await asyncio.gather(*(self._one(r, m, i) for r, m, i in prepared)))
 
-        return run_sync(gather())
+        try:
+            return run_sync(gather())
+        except BaseException:  # unanswered prompts may be sent again (e.g. after an outage)
+            self.sent.difference_update(prompt_sha256(m) for _, m, _ in prepared)
+            raise
 
     async def _one(
         self, req: Request, messages: list[dict[str, str]], instruction: str | None
