@@ -20,7 +20,13 @@ import numpy as np
 
 from llmnas.repeats import pareto_front as front_ids
 from llmnas.report_data import CellData, collect_cell
-from llmnas.report_llm import anchors_markdown, llm_markdown, llm_summary
+from llmnas.report_llm import (
+    anchors_markdown,
+    anytime_markdown,
+    anytime_summary,
+    llm_markdown,
+    llm_summary,
+)
 
 if TYPE_CHECKING:
     from llmnas.bench import BenchConfig, Cell
@@ -226,6 +232,7 @@ def write_report(config: BenchConfig, cells: list[Cell], out: Path) -> Path:
         "environment": {"versions": versions, "hardware": env.get("hardware", {})},
         "cells": [{k: v for k, v in asdict(d).items() if k in _CELL_KEYS} for d in data],
         "plots": plots, "llm": llm_summary(groups),
+        "anytime": anytime_summary(groups, config.budget),
     }  # fmt: skip
     report["checklist"] = checklist(report)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
@@ -319,6 +326,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     head = ["strategy", "runs", f"final {fp['metric']} (mean ± std)", "per seed",
             "incumbent params (median)", "incumbent val acc"]  # fmt: skip
     lines += _table(head, rows)
+    lines += anytime_markdown(r["anytime"]) if r.get("anytime") else []
     lines += ["## Search behaviour", ""]
     rows = []
     for s in r["strategies"]:

@@ -11,13 +11,15 @@ architecture already evaluated) are counted apart from failures.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmnas.report_data import CellData
 
-__all__ = ["anchors_markdown", "llm_markdown", "llm_summary"]
+__all__ = ["anchors_markdown", "anytime_markdown", "anytime_summary", "llm_markdown",
+           "llm_summary"]  # fmt: skip
 
 LLM_OPERATORS = ("mutate", "crossover", "fix")
 
@@ -62,9 +64,60 @@ def llm_summary(groups: dict[str, list[CellData]]) -> dict[str, Any]:
     return out
 
 
+def anytime_summary(groups: dict[str, list[CellData]], budget: int) -> dict[str, Any]:
+    """Per strategy: the incumbent's validation accuracy (mean, std over search seeds) after
+    10, 25, 50 and 100 % of the budget, and how many evaluations each seed took to reach the
+    best value any run of the grid reached."""
+    marks = sorted({max(1, round(budget * f)) for f in (0.1, 0.25, 0.5, 1.0)})
+    curves = {
+        n: [c.best_curve for c in cs if c.state == "finished" and c.val] for n, cs in groups.items()
+    }
+    top = max((float(np.nanmax(v)) for cs in curves.values() for v in cs if np.isfinite(v).any()),
+              default=None)  # fmt: skip
+    out: dict[str, Any] = {"marks": marks, "grid_best": top, "strategies": {}}
+    for name, cs in curves.items():
+        at = {}
+        for m in marks:
+            vals = [float(v[min(m, len(v)) - 1]) for v in cs if np.isfinite(v[min(m, len(v)) - 1])]
+            at[m] = (float(np.mean(vals)), float(np.std(vals))) if vals else (None, None)
+        hits = [
+            int(np.argmax(v >= top - 1e-9)) + 1 if np.nanmax(v) >= top - 1e-9 else None for v in cs
+        ]
+        out["strategies"][name] = {"at": at, "evals_to_grid_best": hits}
+    return out
+
+
+def anytime_markdown(summary: dict[str, Any]) -> list[str]:
+    """The "Anytime" table: incumbent accuracy at budget checkpoints, evaluations to the best."""
+    marks, top = summary["marks"], summary["grid_best"]
+    if top is None:
+        return []
+    lines = ["## Anytime: the incumbent's validation accuracy during the search", ""]
+    rows = []
+    for name, s in summary["strategies"].items():
+        cells = [("—" if s["at"][m][0] is None else f"{s['at'][m][0]:.4f} ± {s['at'][m][1]:.4f}")
+                 for m in marks]  # fmt: skip
+        hits = ", ".join("—" if h is None else str(h) for h in s["evals_to_grid_best"])
+        rows.append([name, *cells, hits])
+    head = ["strategy", *[f"after {m}" for m in marks], f"evaluations to {top:.4f} (per seed)"]
+    lines += _table(head, rows)
+    return lines + [
+        f"{top:.4f} is the best validation accuracy any run of this grid reached; — : never "
+        "reached. Means ± std over search seeds; single training runs (trained tasks).",
+        "",
+    ]
+
+
 def _row_rate(r: dict[str, Any]) -> list[str]:
     return [str(r["n"]), f"{r['ok'] / r['n']:.0%}" if r["n"] else "—",
             str(r["duplicates"]), str(r["failed"])]  # fmt: skip
+
+
+def _models(models: list[str]) -> str:
+    cassettes = [m for m in models if m.endswith(".jsonl")]
+    if len(cassettes) > 1 and len(cassettes) == len(models):
+        return f"replay of {len(cassettes)} cassettes ({Path(cassettes[0]).name}, ...)"
+    return ", ".join(models) or "—"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -83,7 +136,7 @@ def llm_markdown(summary: dict[str, Any]) -> list[str]:
             name, ", ".join(s["styles"]), str(s["candidates"]),
             "—" if p is None else f"{p:,.0f}", "—" if r is None else f"{r:,.0f}",
             f"{s['usage_tokens_per_candidate']:,.0f}" if s["usage_tokens_per_candidate"] else "—",
-            f"${s['cost_per_candidate']:.4f}", ", ".join(s["models"]) or "—",
+            f"${s['cost_per_candidate']:.4f}", _models(s["models"]),
         ])  # fmt: skip
     lines += _table(["strategy", "prompt style", "LLM candidates", "prompt tokens (est.)",
                      "reply tokens (est.)", "server tokens / candidate", "cost / candidate",
