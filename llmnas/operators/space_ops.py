@@ -63,11 +63,14 @@ class SpaceLLMOperator:
         self.instructions = prompting.instructions(settings.prompts, f"instructions_{kind}")
         self.sent: set[str] = set(sent)
         self.skipped = 0
+        self._shown: dict[int, str | None] = {}
 
     # -- what a prompt shows -------------------------------------------------------------------
     def _arch(self, cand: Candidate) -> str | None:
-        genotype = self.text.genotype_of(cand.source)
-        return None if genotype is None else self.text.show(genotype)
+        if cand.id not in self._shown:  # parsing a program is the costly part of a prompt
+            genotype = self.text.genotype_of(cand.source)
+            self._shown[cand.id] = None if genotype is None else self.text.show(genotype)
+        return self._shown[cand.id]
 
     def _line(self, cand: Candidate) -> str:
         arch = self._arch(cand) or "(not in the space)"
