@@ -32,7 +32,7 @@ from llmnas.archive import QDArchive
 from llmnas.descriptors import compute_descriptors
 from llmnas.evaluator import EvalSettings, Evaluator
 from llmnas.islands import IslandArchive
-from llmnas.llm.base import LLMUnavailable
+from llmnas.llm.base import LLMUnavailable, prompt_sha256
 from llmnas.records import Candidate, EvalResult, Failure, FailureKind, Proposal, Status
 from llmnas.store import RunStore
 from llmnas.strategies.base import Exhausted, Strategy
@@ -348,6 +348,9 @@ class RunLoop:
             device=self.evaluator.device,
             pending_id=pending_id,
         )
+        if "prompt" in prop.meta:  # the LLM call behind it (recorded by now, or just below)
+            self._flush_calls()
+            self.store.link_calls(prompt_sha256(prop.meta["prompt"]), cand.id)
         self._note(cand)
         self.stats.committed += 1
         if result.failure is not None:

@@ -363,10 +363,15 @@ class RunStore:
             )
         return int(cur.lastrowid)
 
-    def remove_pending(self, pending_id: int) -> None:
-        """Forget a pending proposal (evaluated, or dropped)."""
+    def link_calls(self, prompt_sha256: str, candidate_id: int) -> int:
+        """Link the unlinked LLM calls with this prompt hash to the candidate they produced."""
         with self._tx():
-            self._conn.execute("DELETE FROM pending WHERE id=?", (pending_id,))
+            cur = self._conn.execute(
+                "UPDATE llm_calls SET candidate_id=? "
+                "WHERE prompt_sha256=? AND candidate_id IS NULL",
+                (candidate_id, prompt_sha256),
+            )
+        return cur.rowcount
 
     def pending(self) -> list[tuple[int, Proposal]]:
         """Pending proposals as ``(pending_id, proposal)``, oldest first."""

@@ -125,6 +125,7 @@ def test_a_blind_run_shows_only_neutral_names_and_results(tmp_path: Path) -> Non
         calls = store.llm_calls()
     llm = [c for c in cands if c.operator in ("mutate", "crossover")]
     assert len(calls) == len(llm) == 11
+    assert sorted(call["candidate_id"] for call in calls) == [c.id for c in llm]  # linked
     for c in llm:
         prompt = "\n".join(m["content"] for m in c.meta["prompt"])
         assert not any(w in prompt for w in REAL_WORDS), prompt

@@ -94,7 +94,7 @@ def test_state_and_pending(tmp_path: Path) -> None:
     assert store.get_state("missing", default=1) == 1
     proposals = [Proposal(source=f"# {i}", operator="mutate", parent_ids=[i]) for i in range(3)]
     ids = [store.add_pending(p) for p in proposals]
-    store.remove_pending(ids[0])
+    store.add_candidate(**proposals[0].model_dump(), result=_ok(), pending_id=ids[0])
     store.add_candidate(**proposals[1].model_dump(), result=_ok(), pending_id=ids[1])
     store.close()
 
