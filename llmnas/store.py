@@ -366,11 +366,8 @@ class RunStore:
     def link_calls(self, prompt_sha256: str, candidate_id: int) -> int:
         """Link the unlinked LLM calls with this prompt hash to the candidate they produced."""
         with self._tx():
-            cur = self._conn.execute(
-                "UPDATE llm_calls SET candidate_id=? "
-                "WHERE prompt_sha256=? AND candidate_id IS NULL",
-                (candidate_id, prompt_sha256),
-            )
+            sql = "UPDATE llm_calls SET candidate_id=? WHERE prompt_sha256=? AND candidate_id IS"
+            cur = self._conn.execute(sql + " NULL", (candidate_id, prompt_sha256))
         return cur.rowcount
 
     def pending(self) -> list[tuple[int, Proposal]]:
