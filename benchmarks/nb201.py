@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from llmnas.records import Candidate
+from llmnas.spaces import space_of
 from llmnas.strategies.base import Strategy
 from llmnas.strategies.random_search import RandomSearch
 from llmnas.strategies.regevo import RegularizedEvolution
@@ -78,9 +79,9 @@ def main() -> None:
     args = parser.parse_args()
 
     factories: dict[str, Callable[[NB201Task, int], Strategy]] = {
-        "random": lambda task, seed: RandomSearch(space=task.space(), seed=seed),
+        "random": lambda task, seed: RandomSearch(space=space_of(task), seed=seed),
         "regevo": lambda task, seed: RegularizedEvolution(
-            space=task.space(),
+            space=space_of(task),
             seed=seed,
             population_size=args.population,
             sample_size=args.sample_size,

@@ -59,7 +59,8 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file, one per line"),
 ) -> None:
     """Evaluate candidate programs in the sandbox and print their scores."""
-    from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
+    from llmnas.devices import resolve_device
+    from llmnas.evaluator import EvalSettings, Evaluator
     from llmnas.tasks import TaskError, get_task
 
     for f in files:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmnas.archive import ArchiveConfig
+from llmnas.archive_config import ArchiveConfig
 
 __all__ = [
     "ConfigError",

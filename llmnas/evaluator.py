@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from llmnas import gate
+from llmnas.devices import resolve_device
 from llmnas.records import EvalResult, Status
 from llmnas.sandbox import SandboxPool
 from llmnas.tasks import Task
@@ -37,17 +38,6 @@ class EvalSettings:
     predict_test: bool = False
     save_weights: bool = False
     seed: int | None = None
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device != "auto":
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from llmnas.archive import ArchiveConfig
+from llmnas.archive_config import ArchiveConfig
 from llmnas.config import RunConfig, validated
 from llmnas.descriptors import seed_ranges
-from llmnas.evaluator import EvalSettings, Evaluator, resolve_device
+from llmnas.devices import resolve_device
+from llmnas.evaluator import EvalSettings, Evaluator
 from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
 from llmnas.preflight import PreflightError, preflight
@@ -80,13 +81,13 @@ def _strategy(
         except ValueError as exc:
             raise RunError(str(exc)) from None
     if name in ("random", "regevo"):
-        from llmnas.spaces import make_space
+        from llmnas.spaces import make_space, space_of
         from llmnas.strategies.random_search import RandomSearch
         from llmnas.strategies.regevo import RegularizedEvolution
 
         kind = opts.pop("space", "cell")
         space = (
-            task.space()
+            space_of(task)
             if task.tabular
             else make_space(
                 kind, task.input_shape, task.num_classes, **opts.pop("space_options", {})
@@ -168,7 +169,7 @@ def _space_strategy(config: RunConfig, task: Task, archive, llm, seed: int, sent
     import random
 
     from llmnas.operators.space_ops import SpaceLLMOperator
-    from llmnas.spaces import make_space
+    from llmnas.spaces import make_space, space_of
     from llmnas.spaces.text import space_text
     from llmnas.strategies.evolution import EvolutionStrategy
     from llmnas.task_facts import task_facts
@@ -176,7 +177,7 @@ def _space_strategy(config: RunConfig, task: Task, archive, llm, seed: int, sent
     opts = dict(config.strategy_options)
     try:
         if task.tabular:
-            space, seeds = task.space(), task.seed_programs()
+            space, seeds = space_of(task), task.seed_programs()
         else:
             space = make_space(opts.pop("space", "cell"), task.input_shape, task.num_classes,
                                **opts.pop("space_options", {}))  # fmt: skip

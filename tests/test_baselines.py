@@ -7,7 +7,7 @@ import random
 import pytest
 
 from llmnas.records import Candidate, EvalResult, FailureKind, Proposal, Status
-from llmnas.spaces import CellSpace, ChainSpace
+from llmnas.spaces import CellSpace, ChainSpace, space_of
 from llmnas.strategies.base import Strategy
 from llmnas.strategies.random_search import RandomSearch
 from llmnas.strategies.regevo import RegularizedEvolution
@@ -47,7 +47,7 @@ def summary(candidates: list[Candidate]) -> list[tuple]:
 
 
 def make(kind: str, seed: int) -> Strategy:
-    space = TASK.space()
+    space = space_of(TASK)
     if kind == "random":
         return RandomSearch(space=space, seed=seed)
     return RegularizedEvolution(space=space, seed=seed, population_size=10, sample_size=3)
@@ -77,7 +77,7 @@ def test_resume_by_telling_continues_the_run(kind: str) -> None:
 
 
 def test_regevo_random_phase_then_tournaments() -> None:
-    space = TASK.space()
+    space = space_of(TASK)
     evo = RegularizedEvolution(space=space, seed=3, population_size=5, sample_size=2)
     first = evo.ask(7)  # nothing told yet: all random
     assert all(p.parent_ids == [] and p.meta["origin"] == "random" for p in first)
@@ -94,7 +94,7 @@ def test_regevo_random_phase_then_tournaments() -> None:
 
 
 def test_regevo_removes_the_oldest_member() -> None:
-    space = TASK.space()
+    space = space_of(TASK)
     evo = RegularizedEvolution(space=space, seed=0, population_size=3, sample_size=2)
     proposals = evo.ask(3)
     fitness = [0.9, 0.2, 0.3]  # the oldest is the fittest: aging removes it anyway
@@ -110,7 +110,7 @@ def test_regevo_removes_the_oldest_member() -> None:
 
 
 def test_regevo_drops_failures() -> None:
-    space = TASK.space()
+    space = space_of(TASK)
     evo = RegularizedEvolution(space=space, seed=0, population_size=2, sample_size=2)
     a, b, c = evo.ask(3)
     crash = EvalResult.failed(FailureKind.CRASH, "boom")
@@ -122,7 +122,7 @@ def test_regevo_drops_failures() -> None:
 
 
 def test_regevo_tournament_picks_the_fittest_sampled() -> None:
-    space = TASK.space()
+    space = space_of(TASK)
     evo = RegularizedEvolution(space=space, seed=0, population_size=5, sample_size=60)
     first = evo.ask(5)
     evo.tell(
@@ -135,7 +135,7 @@ def test_regevo_tournament_picks_the_fittest_sampled() -> None:
 
 
 def test_other_operators_join_via_source() -> None:
-    space = TASK.space()
+    space = space_of(TASK)
     evo = RegularizedEvolution(space=space, seed=0, population_size=1, sample_size=1)
     genotype = space.sample(random.Random(0))
     foreign = Candidate(id=9, source=space.render(genotype), operator="mutate", result=ok(0.7))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from llmnas.bench import BenchError, load_bench, run_bench
 from llmnas.cli_bench import bench
 from llmnas.report import mann_whitney, pareto_front
+from llmnas.spaces import space_of
 from llmnas.store import RunStore
 
 NB201 = """
@@ -217,7 +218,7 @@ def test_llm_cell_reports_tokens_and_model(tmp_path: Path) -> None:
 
     from llmnas.tasks import get_task
 
-    space, rng = get_task("nb201-cifar10").space(), random.Random(0)
+    space, rng = space_of(get_task("nb201-cifar10")), random.Random(0)
     cassette = tmp_path / "replay.jsonl"
     with cassette.open("w") as f:
         for _ in range(4):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from llmnas import gate
 from llmnas.config import RunConfig
 from llmnas.records import Candidate, EvalResult, Proposal, Status
-from llmnas.spaces import CellSpace
+from llmnas.spaces import CellSpace, space_of
 from llmnas.spaces.cell import OPS, PRESETS, CellGenotype
 from llmnas.strategies.base import Exhausted, Strategy
 from llmnas.strategies.darts import (
@@ -173,7 +173,7 @@ def test_split_uses_training_data_only() -> None:
 def test_tabular_task_is_refused() -> None:
     task = get_task("nb201-cifar10")
     with pytest.raises(ValueError, match="DARTS needs a trainable task"):
-        DARTS(task=task, seed=0, space=task.space())
+        DARTS(task=task, seed=0, space=space_of(task))
     config = RunConfig(task="nb201-cifar10", strategy="darts")
     with pytest.raises(ValueError, match="DARTS needs a trainable task"):
         make_darts(config, task, 0)

@@ -9,6 +9,7 @@ import pytest
 
 from llmnas.gate import check
 from llmnas.records import FailureKind, Status
+from llmnas.spaces import space_of
 from llmnas.spaces.cell import CellGenotype, CellSpace
 from llmnas.tasks import TASKS, TaskError, get_task
 from llmnas.tasks.nb201 import NB201Task, load_table
@@ -86,7 +87,7 @@ def test_params_match_naslib_for_every_listed_cell() -> None:
     data = json.loads(ZC_JSON.read_text())
     for dataset, name in zip(data, NAMES, strict=True):
         task = get_task(name)
-        space = task.space()
+        space = space_of(task)
         for key, entry in data[dataset].items():
             genotype = CellGenotype.from_op_indices(
                 tuple(int(d) for d in key.strip("()").split(","))

@@ -24,6 +24,7 @@ __all__ = [
     "Layer",
     "SearchSpace",
     "make_space",
+    "space_of",
     "render",
 ]
 
@@ -86,3 +87,10 @@ def make_space(
             raise ValueError("the chain space has no presets")
         return ChainSpace(input_shape, num_classes, **options)
     raise ValueError(f"unknown search space {kind!r}; expected 'cell' or 'chain'")
+
+
+def space_of(task: Any) -> CellSpace:
+    """The cell space whose ``nb201`` preset renders a tabular NB201 task's candidates."""
+    if not getattr(task, "tabular", False):
+        raise ValueError(f"task {getattr(task, 'name', task)!r} has no built-in search space")
+    return CellSpace("nb201", task.input_shape, task.num_classes)

@@ -383,7 +383,7 @@ def make_darts(config: Any, task: Task, seed: int) -> DARTS:
     run's ``device`` (``auto`` resolved). Raises :class:`ValueError` (one line) for a tabular
     task or an unknown option.
     """
-    from llmnas.evaluator import resolve_device
+    from llmnas.devices import resolve_device
     from llmnas.spaces import make_space
 
     _require_trainable(task)

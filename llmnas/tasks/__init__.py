@@ -1,7 +1,7 @@
 """Task registry: ``get_task(name)`` and ``TASKS``.
 
 Trained tasks: ``mnist1d``, ``digits``, ``cifar10``, ``synthetic``. Tabular NAS-Bench-201
-tasks (``nb201-*``) register themselves from :mod:`llmnas.tasks.nb201` when present.
+tasks (``nb201-*``, normal and blind) are registered from :mod:`llmnas.tasks.nb201` when present.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def get_task(name: str) -> Task:
 
 def _load_optional() -> None:
     try:
-        import llmnas.tasks.nb201  # noqa: F401  (registers nb201-* tasks)
+        from llmnas.tasks.nb201 import TASK_CLASSES
     except ModuleNotFoundError as exc:
         if exc.name != "llmnas.tasks.nb201":
             raise
+        return
+    for cls in TASK_CLASSES:
+        TASKS.setdefault(cls().name, cls)

@@ -8,7 +8,7 @@ answer trusts that constant: an edit elsewhere in the program changes nothing he
 
 ``metrics``: ``val_accuracy`` (a fraction in [0, 1]), ``params`` and ``flops`` of the NB201
 macro network (preset ``nb201``) for the dataset's input shape and classes, computed
-analytically by :meth:`llmnas.spaces.cell.CellSpace.cost` with NB201's conventions (they equal
+analytically by :func:`llmnas.nb201_cell.cell_cost` with NB201's conventions (they equal
 NB201's published parameter counts and FLOPs).
 
 Blind tasks (``nb201-cifar10-blind`` and the like) answer from the same table; they differ only
@@ -30,13 +30,13 @@ from importlib import resources
 from types import MappingProxyType
 
 from llmnas.gate import check
+from llmnas.nb201_cell import CellGenotype, arch_from_source, cell_cost, render
 from llmnas.records import EvalResult, Failure, FailureKind, Status
-from llmnas.spaces.cell import CellGenotype, CellSpace, arch_from_source, render
-from llmnas.tasks import register
 from llmnas.tasks.base import Task, TaskData, TaskError
 
 __all__ = [
     "DATASETS",
+    "TASK_CLASSES",
     "NB201CIFAR10",
     "NB201CIFAR100",
     "NB201ImageNet16",
@@ -111,10 +111,6 @@ class NB201Task(Task):
     def _load(self) -> TaskData:
         raise TaskError(f"task {self.name} is tabular: it has no data, use evaluate_source()")
 
-    def space(self) -> CellSpace:
-        """The cell space whose ``nb201`` preset renders this task's candidates."""
-        return CellSpace("nb201", self.input_shape, self.num_classes)
-
     def seed_programs(self) -> dict[str, str]:
         return {"resnet": render(CellGenotype.from_arch_str(RESNET_CELL), "nb201")}
 
@@ -146,7 +142,7 @@ class NB201Task(Task):
 
 @functools.lru_cache(maxsize=50_000)
 def _cost(task: NB201Task, genotype: CellGenotype) -> tuple[int, int]:
-    return task.space().cost(genotype)
+    return cell_cost(genotype, "nb201", task.input_shape, task.num_classes)
 
 
 _ANALYSED: dict[bytes, Failure | CellGenotype] = {}
@@ -234,6 +230,8 @@ NB201CIFAR10Blind = _blind(NB201CIFAR10, "32x32 colour images")
 NB201CIFAR100Blind = _blind(NB201CIFAR100, "32x32 colour images")
 NB201ImageNet16Blind = _blind(NB201ImageNet16, "16x16 colour images")
 
-for _cls in (NB201CIFAR10, NB201CIFAR100, NB201ImageNet16, NB201CIFAR10Blind,
-             NB201CIFAR100Blind, NB201ImageNet16Blind):  # fmt: skip
-    register(_cls().name, _cls)
+TASK_CLASSES: tuple[type[NB201Task], ...] = (
+    NB201CIFAR10, NB201CIFAR100, NB201ImageNet16,
+    NB201CIFAR10Blind, NB201CIFAR100Blind, NB201ImageNet16Blind,
+)  # fmt: skip
+"""Registered by :mod:`llmnas.tasks` under their ``name``."""
