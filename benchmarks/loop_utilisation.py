@@ -98,7 +98,8 @@ def measure(latency: float, budget: int, workers: int, root: Path) -> dict:
         seed=0,
         out=str(out),
         workers=workers,
-        llm={"spec": "openai:bench", "url": url, "max_concurrency": 4, "fix_rate": 0.0},
+        llm={"spec": "openai:bench", "url": url, "max_concurrency": 4},
+        evolution={"fix_rate": 0.0},
     )
     try:
         stats = start_run(config)

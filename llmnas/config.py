@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmnas.archive_config import ArchiveConfig
 
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 STRATEGIES = ("auto", "llm", "ast", "random", "regevo", "darts")
+MOVED_TO_EVOLUTION = {"crossover_rate", "fix_rate", "parents"}
+"""Keys that lived under ``[llm]`` before they moved to ``[evolution]``."""
 
 
 class ConfigError(ValueError):
@@ -63,9 +65,6 @@ class LLMSettings(BaseModel):
     max_cost: float | None = Field(None, gt=0)
     max_tokens_total: int | None = Field(None, gt=0)
     prompts: str | None = None
-    crossover_rate: float = Field(0.2, ge=0.0, le=1.0)
-    fix_rate: float = Field(0.3, ge=0.0, le=1.0)
-    parents: int = Field(2, ge=1, le=8)
 
 
 class EvolutionSettings(BaseModel):
@@ -89,6 +88,11 @@ class EvolutionSettings(BaseModel):
         6000, ge=500, description="prompt size budget (estimated as characters / 4)"
     )
     niche_rate: float = Field(0.25, ge=0.0, le=1.0, description="mutations aimed at a niche")
+    crossover_rate: float = Field(0.2, ge=0.0, le=1.0, description="share of crossover requests")
+    fix_rate: float = Field(
+        0.3, ge=0.0, le=1.0, description="chance to repair a recent failure (llm only)"
+    )
+    parents: int = Field(2, ge=1, le=8, description="parents per mutation request")
     prompt_style: Literal["auto", "code", "space"] = Field(
         "auto",
         description="LLM prompts show the program (code) or the search space's notation "
@@ -139,6 +143,19 @@ class RunConfig(BaseModel):
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     cascade: dict[str, Any] = Field(default_factory=dict)
     strategy_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Configs written before these keys moved from ``[llm]`` to ``[evolution]`` still load."""
+        llm = data.get("llm") if isinstance(data, dict) else None
+        if isinstance(llm, dict) and MOVED_TO_EVOLUTION & set(llm):
+            llm = dict(llm)
+            evolution = dict(data.get("evolution") or {})
+            for key in MOVED_TO_EVOLUTION & set(llm):
+                evolution.setdefault(key, llm.pop(key))
+            data = {**data, "llm": llm, "evolution": evolution}
+        return data
 
     def with_overrides(self, **overrides: Any) -> RunConfig:
         """A copy with the given (non-None) fields replaced and validated."""

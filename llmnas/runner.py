@@ -145,9 +145,9 @@ def _strategy(
         archive=archive,
         seeds=task.seed_programs(),
         seed=seed,
-        parents=config.llm.parents,
-        crossover_rate=config.llm.crossover_rate,
-        fix_rate=config.llm.fix_rate,
+        parents=config.evolution.parents,
+        crossover_rate=config.evolution.crossover_rate,
+        fix_rate=config.evolution.fix_rate,
         niche_rate=config.evolution.niche_rate if name == "llm" else 0.0,
         memory=config.evolution.memory if name == "llm" else 0,
     )
@@ -192,7 +192,7 @@ def _space_strategy(config: RunConfig, task: Task, archive, llm, seed: int, sent
     )  # fmt: skip
     return EvolutionStrategy(
         operator=operator, archive=archive, seeds=seeds, seed=seed,
-        parents=config.llm.parents, crossover_rate=config.llm.crossover_rate,
+        parents=config.evolution.parents, crossover_rate=config.evolution.crossover_rate,
         memory=max(config.budget, config.evolution.memory, 1),  # the prompt lists every result
         seeds_in_history=True,
     )  # fmt: skip

@@ -37,3 +37,15 @@ def test_overrides_and_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_keys_moved_from_llm_to_evolution_still_load() -> None:
+    from llmnas.config import RunConfig
+
+    old = RunConfig.model_validate({"llm": {"crossover_rate": 0.5, "fix_rate": 0.0, "parents": 3}})
+    assert (old.evolution.crossover_rate, old.evolution.fix_rate, old.evolution.parents) == (
+        0.5, 0.0, 3,
+    )  # fmt: skip
+    new = RunConfig.model_validate({"evolution": {"parents": 4}, "llm": {"parents": 3}})
+    assert new.evolution.parents == 4  # the [evolution] value wins
+    assert "parents" not in RunConfig().llm.model_dump()
