@@ -191,6 +191,23 @@ class QDArchive:
         self._recent.append(cid)
         return True
 
+    def offer(self, elite: Elite) -> bool:
+        """Offer an elite from elsewhere (island migration): it takes its cell if it beats the
+        cell's elite; no curiosity or incumbent bookkeeping. Returns whether it was taken."""
+        cell = int(self.ribs.index_of_single(list(elite.measures)))
+        if not self._admit(elite.id, elite.objective, list(elite.measures), cell):
+            return False
+        self.ribs.add_single(elite.id, elite.objective, list(elite.measures))
+        return True
+
+    def crossover_pair(self, rng: np.random.Generator) -> list[int] | None:
+        """Two distinct elites drawn uniformly (ascending-id order), or ``None`` with fewer."""
+        ids = self.elite_ids()
+        if len(ids) < 2:
+            return None
+        a, b = rng.choice(len(ids), size=2, replace=False)
+        return [ids[int(a)], ids[int(b)]]
+
     def _account(self, view: _View, added: bool) -> None:
         """Remember the id, update the incumbent and the parents' curiosity scores."""
         self._seen.add(view.id)

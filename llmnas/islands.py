@@ -65,10 +65,7 @@ class IslandArchive:
         bests = [max(isl.elites(), key=lambda e: e.objective, default=None) for isl in self.islands]
         for i, elite in enumerate(bests):
             if elite is not None:
-                target = self.islands[(i + 1) % len(self.islands)]
-                cell = int(target.ribs.index_of_single(elite.measures))
-                if target._admit(elite.id, elite.objective, list(elite.measures), cell):
-                    target.ribs.add_single(elite.id, elite.objective, elite.measures)
+                self.islands[(i + 1) % len(self.islands)].offer(elite)
 
     def select_parents(
         self,
@@ -85,6 +82,14 @@ class IslandArchive:
                 return []
             island = filled[int(rng.integers(len(filled)))]
         return self.islands[island].select_parents(n, rng, method)
+
+    def crossover_pair(self, rng: np.random.Generator) -> list[int] | None:
+        """Two elites of one island (drawn among islands holding two or more), as documented:
+        crossover never mixes islands."""
+        filled = [i for i, isl in enumerate(self.islands) if len(isl) >= 2]
+        if not filled:
+            return None
+        return self.islands[filled[int(rng.integers(len(filled)))]].crossover_pair(rng)
 
     @property
     def config(self) -> ArchiveConfig:

@@ -183,6 +183,20 @@ def test_islands_keep_lineages_and_migrate() -> None:
     assert 4 in islands.islands[0].elite_ids()
     assert islands.select_parents(2, np.random.default_rng(0), island=1)
     assert islands.elite_ids() == [2, 4, 5]
+    by_island = [set(isl.elite_ids()) for isl in islands.islands]
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # crossover pairs never mix islands
+        pair = islands.crossover_pair(rng)
+        assert pair is not None and any(set(pair) <= ids for ids in by_island)
+
+
+def test_crossover_pair_of_a_plain_archive() -> None:
+    archive = QDArchive.from_candidates(_population(60))
+    ids = archive.elite_ids()
+    pair = archive.crossover_pair(np.random.default_rng(0))
+    a, b = np.random.default_rng(0).choice(len(ids), size=2, replace=False)
+    assert pair == [ids[int(a)], ids[int(b)]] and pair[0] != pair[1]
+    assert QDArchive().crossover_pair(np.random.default_rng(0)) is None
 
 
 def test_heatmap_and_config_errors(tmp_path: Path) -> None:

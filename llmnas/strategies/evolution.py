@@ -117,9 +117,9 @@ class EvolutionStrategy:
             "elites": [self._known[i] for i in elite_ids] if self.memory else [],
         }
         if len(elite_ids) >= 2 and self.rng.random() < self.crossover_rate:
-            a, b = self.rng.choice(len(elite_ids), size=2, replace=False)
-            pair = [self._known[elite_ids[int(a)]], self._known[elite_ids[int(b)]]]
-            return Request("crossover", pair, seed, **memory)
+            ids = self.archive.crossover_pair(self.rng)  # within one island
+            if ids is not None:
+                return Request("crossover", [self._known[i] for i in ids], seed, **memory)
         ids = self.archive.select_parents(self.parents, self.rng)
         parents = [self._known[i] for i in dict.fromkeys(ids)]
         niche = None
