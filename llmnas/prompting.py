@@ -1,6 +1,7 @@
 """Prompt templates: strict rendering and the chat-message builders of the LLM operators.
 
-Templates are plain text files in ``llmnas/prompts/`` (shipped as package data), one per
+Templates are plain text files in the repository's top-level ``prompts/`` (installed as the
+package ``llmnas.prompts``), one per
 template name: ``system``, ``contract``, ``facts`` (how the task trains and scores, from
 :mod:`llmnas.task_facts`), ``parent``, ``memory`` (recent attempts, from
 :mod:`llmnas.memory`), ``mutate``, ``crossover``, ``fix`` and ``instructions`` (a list, one
@@ -30,6 +31,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,9 @@ __all__ = [
 ]
 
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
-"""The packaged templates."""
+PROMPTS_DIR = Path(str(resources.files("llmnas.prompts")))
+"""The packaged templates: the repository's top-level ``prompts/``, installed as
+``llmnas.prompts``."""
 
 
 class PromptError(ValueError):

@@ -88,3 +88,15 @@ def test_no_module_is_longer_than_400_lines() -> None:
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
     assert not long, long
+
+
+def test_the_wheel_lists_every_package_and_the_top_level_prompts() -> None:
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {_module(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert set(project["packages"]) == found | {"llmnas.prompts"}
+    assert project["package-dir"] == {"llmnas.prompts": "prompts"}
+    from llmnas.prompting import PROMPTS_DIR
+
+    assert PROMPTS_DIR.resolve() == (PACKAGE.parent / "prompts").resolve()
