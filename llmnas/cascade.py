@@ -229,7 +229,9 @@ class Cascade:
         result0 = None
         if self.needs_screen:
             names = tuple(dict.fromkeys((*settings.proxies, *self.proxy_names)))
-            result0 = evaluator.evaluate(source, replace(settings, epochs=0, proxies=names))
+            result0 = evaluator.evaluate(
+                source, replace(settings, epochs=0, proxies=names), gated=True
+            )
             if not result0.ok:
                 return result0
             with guard:
@@ -237,7 +239,7 @@ class Cascade:
             if failure is not None:
                 return result0.model_copy(update={"status": Status.REJECTED, "failure": failure})
             settings = replace(settings, proxies=())
-        result = evaluator.evaluate(source, settings)
+        result = evaluator.evaluate(source, settings, gated=True)
         if result0 is not None:
             result = Cascade.merge(result0, result)
         if self.config.long_epochs is None or not result.ok:
@@ -246,7 +248,7 @@ class Cascade:
             wanted = self.wants_long(result)
         if wanted:
             longer = evaluator.evaluate(
-                source, replace(settings, epochs=self.config.long_epochs, proxies=())
+                source, replace(settings, epochs=self.config.long_epochs, proxies=()), gated=True
             )
             if longer.ok and "val_accuracy" in longer.metrics:
                 result.metrics["long_val_accuracy"] = longer.metrics["val_accuracy"]

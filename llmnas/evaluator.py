@@ -99,26 +99,31 @@ class Evaluator:
     def isolation(self) -> str:
         return "tabular" if self._pool is None else self._pool.mode
 
-    def evaluate(self, source: str, settings: EvalSettings | None = None) -> EvalResult:
-        """Gate, run and score one program. Candidate faults come back as data."""
-        return self.evaluate_with_weights(source, settings)[0]
+    def evaluate(
+        self, source: str, settings: EvalSettings | None = None, *, gated: bool = False
+    ) -> EvalResult:
+        """Gate, run and score one program. Candidate faults come back as data. ``gated``:
+        the source already passed :func:`llmnas.gate.check` (its normalised form)."""
+        return self.evaluate_with_weights(source, settings, gated=gated)[0]
 
     def evaluate_with_weights(
-        self, source: str, settings: EvalSettings | None = None
+        self, source: str, settings: EvalSettings | None = None, *, gated: bool = False
     ) -> tuple[EvalResult, bytes | None]:
         """As :meth:`evaluate`, plus the trained weights (safetensors bytes) when
         ``settings.save_weights`` is set and training succeeded."""
         settings = settings or self.settings
         start = time.perf_counter()
-        checked = gate.check(source)
-        if not checked.ok:
-            assert checked.failure is not None
-            return EvalResult(status=Status.FAILED, failure=checked.failure), None
+        if not gated:
+            checked = gate.check(source)
+            if not checked.ok:
+                assert checked.failure is not None
+                return EvalResult(status=Status.FAILED, failure=checked.failure), None
+            source = checked.source
         weights = None
         if self.task.tabular:
-            result = self.task.evaluate_source(checked.source)  # type: ignore[attr-defined]
+            result = self.task.evaluate_source(source, gate=False)  # type: ignore[attr-defined]
         else:
-            result, weights = self._run(checked.source, settings)
+            result, weights = self._run(source, settings)
         result.timings["eval_seconds"] = time.perf_counter() - start
         return result, weights
 

@@ -30,10 +30,10 @@ from typing import Any
 from llmnas import gate
 from llmnas.archive import QDArchive
 from llmnas.descriptors import compute_descriptors
-from llmnas.evaluator import EvalSettings, Evaluator
 from llmnas.islands import IslandArchive
 from llmnas.llm.base import LLMUnavailable, prompt_sha256
-from llmnas.records import Candidate, EvalResult, Failure, FailureKind, Proposal, Status
+from llmnas.pipeline import CandidatePipeline
+from llmnas.records import Candidate, Proposal, Status
 from llmnas.store import RunStore
 from llmnas.strategies.base import Exhausted, Strategy
 
@@ -98,11 +98,9 @@ class RunLoop:
         strategy: Strategy,
         store: RunStore,
         archive: QDArchive | IslandArchive,
-        evaluator: Evaluator,
+        pipeline: CandidatePipeline,
         budget: int,
         workers: int,
-        settings: EvalSettings,
-        cascade: Any = None,
         calls: CallQueue | None = None,
         wall_time_s: float | None = None,
         queue_per_worker: int = 2,
@@ -111,7 +109,7 @@ class RunLoop:
         on_progress: Callable[[LoopStats], None] | None = None,
     ):
         self.strategy, self.store, self.archive = strategy, store, archive
-        self.evaluator, self.settings, self.cascade = evaluator, settings, cascade
+        self.pipeline = pipeline
         self.budget, self.workers = budget, workers
         self.calls = calls or CallQueue()
         self.wall_time_s = wall_time_s
@@ -125,7 +123,6 @@ class RunLoop:
         self._backoff = OUTAGE_BACKOFF_S[0]
         self.stats = LoopStats()
         self._stop = threading.Event()
-        self._cascade_lock = threading.Lock()
         self._generation: dict[int, int] = {}
 
     def stop(self) -> None:
@@ -146,8 +143,7 @@ class RunLoop:
             self.archive.add(cand)
             if cand.result.failure is not None:
                 self.stats.failures[cand.result.failure.kind.value] += 1
-            if self.cascade is not None:
-                self.cascade.observe(cand.result)  # same history, same decisions
+            self.pipeline.observe(cand.result)  # same history, same decisions
         if done:
             self.strategy.tell(done)
         return self.store.pending()
@@ -203,7 +199,7 @@ class RunLoop:
                         committed_at_ask = self.stats.committed
                 while ready and len(running) < self.workers:
                     pid, prop, source, digest = ready.pop(0)
-                    fut = evals.submit(self._evaluate, source)
+                    fut = evals.submit(self.pipeline.evaluate, source)
                     running[fut] = (pid, prop, source, digest, time.monotonic())
                 if asking is None and not running and not ready:
                     if exhausted:
@@ -251,7 +247,7 @@ class RunLoop:
             if self._stop.is_set():
                 # in-flight proposals stay pending in the store; stopping the workers now
                 # makes their threads return at once (their results are not committed)
-                self.evaluator.close()
+                self.pipeline.close()
                 running.clear()
             else:
                 for fut in list(running):  # budget or wall time: finish what is running
@@ -305,31 +301,13 @@ class RunLoop:
     # ------------------------------------------------------------------ steps
 
     def _admit(self, prop: Proposal, inflight: set[str], proposer) -> tuple | None:
-        """Gate and deduplicate a proposal; record it if it cannot be evaluated."""
-        failure = prop.meta.get("failure")
-        if failure:
-            result = EvalResult(status=Status.FAILED, failure=Failure.model_validate(failure))
-            self._commit(prop, prop.source, gate.check(prop.source).hash, result, None, proposer)
-            return None
-        checked = gate.check(prop.source)
-        if not checked.ok:
-            result = EvalResult(status=Status.FAILED, failure=checked.failure)
-            self._commit(prop, checked.source, checked.hash, result, None, proposer)
-            return None
-        twin = self.store.find_hash(checked.hash)
-        if twin is not None or checked.hash in inflight:
-            what = f"candidate #{twin.id}" if twin is not None else "a candidate being evaluated"
-            result = EvalResult.failed(FailureKind.REJECTED, f"duplicate of {what}", stage="dedup")
-            self._commit(prop, checked.source, checked.hash, result, None, proposer)
+        """Through the pipeline's gate; record it at once if it cannot be evaluated."""
+        admitted = self.pipeline.admit(prop, inflight)
+        if admitted.result is not None:
+            self._commit(prop, admitted.source, admitted.hash, admitted.result, None, proposer)
             return None
         pid = self.store.add_pending(prop)
-        return (pid, prop, checked.source, checked.hash)
-
-    def _evaluate(self, source: str) -> EvalResult:
-        """Runs on an evaluation thread: the cascade's stages, or one plain evaluation."""
-        if self.cascade is None:
-            return self.evaluator.evaluate(source, self.settings)
-        return self.cascade.run(self.evaluator, source, self.settings, self._cascade_lock)
+        return (pid, prop, admitted.source, admitted.hash)
 
     def _commit(self, prop: Proposal, source, digest, result, pending_id, proposer) -> None:
         if self.stats.committed >= self.budget:
@@ -345,7 +323,7 @@ class RunLoop:
             meta=prop.meta,
             descriptors=descriptors,
             generation=generation,
-            device=self.evaluator.device,
+            device=self.pipeline.device,
             pending_id=pending_id,
         )
         if "prompt" in prop.meta:  # the LLM call behind it (recorded by now, or just below)
@@ -355,9 +333,7 @@ class RunLoop:
         self.stats.committed += 1
         if result.failure is not None:
             self.stats.failures[result.failure.kind.value] += 1
-        if self.cascade is not None:
-            with self._cascade_lock:
-                self.cascade.observe(result)
+        self.pipeline.observe(result)
         proposer.submit(self._tell, cand)
         if self.on_progress:
             self.on_progress(self.stats)

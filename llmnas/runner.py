@@ -23,6 +23,7 @@ from llmnas.devices import resolve_device
 from llmnas.evaluator import EvalSettings, Evaluator
 from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
+from llmnas.pipeline import CandidatePipeline
 from llmnas.preflight import PreflightError, preflight
 from llmnas.store import RunStore, StoreError
 from llmnas.tasks import Task, TaskError, get_task
@@ -269,15 +270,16 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         for key, value in limits.items():  # a hard budget tightens any limit already set
             merged[key] = min(value, merged.get(key) or value)
         cascade = Cascade(config=CascadeConfig.model_validate(merged), seed=config.seed)
+    pipeline = CandidatePipeline(
+        evaluator=evaluator, settings=settings, cascade=cascade, find_hash=store.find_hash
+    )
     loop = RunLoop(
         strategy=strategy,
         store=store,
         archive=archive,
-        evaluator=evaluator,
+        pipeline=pipeline,
         budget=config.budget,
         workers=config.workers,
-        settings=settings,
-        cascade=cascade,
         calls=calls,
         wall_time_s=config.wall_time_s,
         queue_per_worker=config.proposal_queue,
@@ -317,7 +319,7 @@ def _repeat(run: Run) -> None:
     run_repeats(
         run.store,
         run.evaluator,
-        run.loop.settings,
+        run.loop.pipeline.settings,
         top_k=cfg.top_k,
         seeds=cfg.seeds,
         pareto=cfg.pareto,

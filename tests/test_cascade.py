@@ -222,7 +222,7 @@ class FakeEvaluator:
     def __init__(self, synflow: dict[str, float], acc: dict[str, float]) -> None:
         self.synflow, self.acc, self.calls = synflow, acc, []
 
-    def evaluate(self, source: str, settings) -> EvalResult:
+    def evaluate(self, source: str, settings, gated: bool = False) -> EvalResult:
         self.calls.append((source, settings.epochs, tuple(settings.proxies)))
         proxies = {n: self.synflow[source] for n in settings.proxies}
         if settings.epochs == 0:

@@ -1,8 +1,8 @@
 """The run loop in-process: a fake strategy and a fake evaluator drive each of its states.
 
-The store (SQLite) and the archive are real; nothing is trained. Each test builds a
-:class:`~llmnas.loop.RunLoop` directly and checks what it committed, what it left pending and
-why it stopped.
+The store (SQLite), the archive and the candidate pipeline are real; the evaluator behind the
+pipeline is a fake, so nothing is trained. Each test builds a :class:`~llmnas.loop.RunLoop`
+directly and checks what it committed, what it left pending and why it stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from llmnas.archive import ArchiveConfig, QDArchive
 from llmnas.evaluator import EvalSettings
 from llmnas.llm.base import LLMUnavailable
 from llmnas.loop import RunLoop
+from llmnas.pipeline import CandidatePipeline
 from llmnas.records import EvalResult, Proposal, Status
 from llmnas.store import RunStore
 from llmnas.strategies.base import Exhausted
@@ -54,7 +55,7 @@ class FakeEvaluator:
         self.lock = threading.Lock()
         self.on_call = None
 
-    def evaluate(self, source: str, settings: EvalSettings) -> EvalResult:
+    def evaluate(self, source: str, settings: EvalSettings, gated: bool = False) -> EvalResult:
         with self.lock:
             self.calls += 1
             self.inflight += 1
@@ -119,9 +120,10 @@ def make_loop(tmp_path: Path, strategy, evaluator, **kw) -> RunLoop:
             ranges={"log10_params": (0, 4), "log10_flops": (0, 4)},
         )
     )
-    return RunLoop(strategy=strategy, store=store, archive=archive, evaluator=evaluator,
-                   budget=kw.pop("budget", 6), workers=kw.pop("workers", 2),
-                   settings=EvalSettings(epochs=0), **kw)  # fmt: skip
+    pipeline = CandidatePipeline(evaluator=evaluator, settings=EvalSettings(epochs=0),
+                                 find_hash=store.find_hash)  # fmt: skip
+    return RunLoop(strategy=strategy, store=store, archive=archive, pipeline=pipeline,
+                   budget=kw.pop("budget", 6), workers=kw.pop("workers", 2), **kw)  # fmt: skip
 
 
 def test_sequential_asks_only_when_nothing_is_in_flight(tmp_path: Path) -> None:
@@ -246,3 +248,20 @@ def test_the_cli_stops_on_an_llm_outage_with_exit_75_and_no_traceback(tmp_path: 
     assert f"resume with: llmnas resume {run}" in proc.stderr
     with RunStore.open(run, read_only=True) as store:
         assert store.count() >= 1 and store.get_state("llm_outages")
+
+
+def test_the_pipeline_gates_each_candidate_once(tmp_path: Path, monkeypatch) -> None:
+    from llmnas import gate, pipeline
+
+    calls = []
+    real = gate.check
+
+    def counting(source):
+        calls.append(source)
+        return real(source)
+
+    monkeypatch.setattr(pipeline.gate, "check", counting)
+    ev = FakeEvaluator()
+    loop = make_loop(tmp_path, FakeStrategy(), ev, budget=5, workers=1)
+    assert loop.run().committed == 5
+    assert len(calls) == ev.calls == 5  # one gate per candidate; the evaluator never re-gates
