@@ -174,6 +174,7 @@ def built() -> dict[str, str | None]:
     return dict(zip(names, errors, strict=True))
 
 
+@pytest.mark.slow
 def test_every_edit_passes_the_gate_and_builds(built: dict[str, str | None]) -> None:
     assert len(CASES) > 100
     failures = {}
@@ -186,6 +187,7 @@ def test_every_edit_passes_the_gate_and_builds(built: dict[str, str | None]) -> 
     assert not failures, "\n".join(f"{k}: {v}" for k, v in failures.items())
 
 
+@pytest.mark.slow
 def test_seed_programs_build_unchanged() -> None:
     assert build_in_subprocess([(s, shape) for s, shape in PROGRAMS.values()]) == [None] * len(
         PROGRAMS
@@ -252,6 +254,7 @@ def test_forward_residuals_and_module_lists_are_respected() -> None:
         apply_crossover("graft_frontend", MODULELIST, MNIST1D["cnn"], random.Random(0))
 
 
+@pytest.mark.slow
 def test_checker_detects_broken_programs() -> None:
     broken = MNIST1D["mlp"].replace("nn.Linear(100, 100)", "nn.Linear(99, 100)")
     assert build_in_subprocess([(broken, (1, 40))])[0] is not None
@@ -283,6 +286,7 @@ def test_width_keeps_consumers_consistent() -> None:
     assert old != new
 
 
+@pytest.mark.slow
 def test_input_shape_guard_refuses_collapsing_feature_maps() -> None:
     # digits: 8x8 -> conv -> pool 4x4 -> ...; stacking pools must stop before 1x1 breaks
     source, rng = DIGITS["cnn"], random.Random(0)

@@ -48,6 +48,7 @@ def no_llm_env(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.mark.slow
 def test_nb201_grid_report_and_resume(tmp_path: Path, no_llm_env) -> None:
     out = tmp_path / "out"
     path = write(tmp_path, NB201.format(out=out))
@@ -85,6 +86,7 @@ def test_nb201_grid_report_and_resume(tmp_path: Path, no_llm_env) -> None:
     assert (out / "report.json").read_text() == report_json
 
 
+@pytest.mark.slow
 def test_partial_cell_is_resumed(tmp_path: Path, no_llm_env) -> None:
     from llmnas.runner import start_run
 
@@ -125,6 +127,7 @@ timeout_s = 60
 """
 
 
+@pytest.mark.slow
 def test_synthetic_trains_incumbents_on_test_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_bench(write(tmp_path, SYNTHETIC.format(out=out)))

@@ -167,6 +167,7 @@ def _drive(seed: int) -> tuple[list[str | None], Cascade]:
     return decisions, cascade
 
 
+@pytest.mark.slow
 def test_deterministic() -> None:
     first, _ = _drive(7)
     second, _ = _drive(7)
@@ -174,6 +175,7 @@ def test_deterministic() -> None:
     assert any(d is None for d in first) and any(d is not None for d in first)
 
 
+@pytest.mark.slow
 def test_state_round_trip_and_replay() -> None:
     _, cascade = _drive(11)
     state = json.loads(json.dumps(cascade.state_dict()))

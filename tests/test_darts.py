@@ -45,6 +45,7 @@ def searched() -> tuple[DARTS, Proposal]:
     return strategy, proposal
 
 
+@pytest.mark.slow
 def test_smoke_search_renders_a_gated_candidate(searched) -> None:
     strategy, proposal = searched
     assert isinstance(strategy, Strategy) and strategy.name == "darts"
@@ -121,6 +122,7 @@ def test_aux_skip_search_runs() -> None:
     assert gate.check(proposal.source).ok and proposal.meta["anti_collapse"] == "aux_skip"
 
 
+@pytest.mark.slow
 def test_second_order_gradient_and_search() -> None:
     torch.manual_seed(0)
     net = Supernet(PRESETS["tiny"], (1, 8), 4, 1e-3 * torch.randn(6, 5))

@@ -407,6 +407,7 @@ def tiny_models(tmp_path_factory):
     return build_tiny_model(root / "plain", None), build_tiny_model(root / "chat", template)
 
 
+@pytest.mark.slow
 def test_hf_seeded_batched_sampling(tiny_models, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rec = MemoryRecorder()

@@ -61,6 +61,7 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in res.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_ast_run_end_to_end(tmp_path):
     run_dir = tmp_path / "ast"
     res = cli(
@@ -101,6 +102,7 @@ def test_ast_run_end_to_end(tmp_path):
     assert show["candidates"] == 8 and Path(show["heatmap"]).is_file()
 
 
+@pytest.mark.slow
 def test_replay_run_records_failures_duplicates_and_stops_cleanly(tmp_path):
     cassette = tmp_path / "cassette.jsonl"
     replies = [
@@ -148,6 +150,7 @@ def test_replay_run_records_failures_duplicates_and_stops_cleanly(tmp_path):
         assert "wider" in mutated.meta["reply"] and mutated.meta["prompt"][0]["role"] == "system"
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_then_resume_loses_nothing(tmp_path):
     run_dir = tmp_path / "killed"
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
@@ -220,6 +223,7 @@ def test_malformed_config_is_exit_2(tmp_path):
     assert res.returncode == 2 and "budgett" in res.stderr
 
 
+@pytest.mark.slow
 def test_any_run_replays_from_its_exported_cassette(tmp_path):
     cassette = tmp_path / "c.jsonl"
     cassette.write_text(
@@ -263,6 +267,7 @@ def test_any_run_replays_from_its_exported_cassette(tmp_path):
     assert [r["hash"] for r in rows(first)] == [r["hash"] for r in rows(second)]
 
 
+@pytest.mark.slow
 def test_sequential_runs_are_reproducible(tmp_path):
     config = tmp_path / "seq.toml"
     config.write_text(
@@ -275,6 +280,7 @@ def test_sequential_runs_are_reproducible(tmp_path):
     assert hashes[0] == hashes[1] and len(set(hashes[0])) > 20
 
 
+@pytest.mark.slow
 def test_export_gives_a_standalone_program_and_weights_loadable_with_plain_torch(tmp_path):
     run_dir, out = tmp_path / "run", tmp_path / "export"
     assert (
@@ -310,6 +316,7 @@ def test_export_gives_a_standalone_program_and_weights_loadable_with_plain_torch
     assert int(loaded.stdout.strip()) == best["metrics"]["params"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_gracefully_and_leaves_a_resumable_run(tmp_path):
     run_dir = tmp_path / "interrupted"
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}

@@ -31,6 +31,7 @@ CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_setting_is_one_line_exit_2_and_no_folder(tmp_path: Path, case: str) -> None:
     strategy, toml, expected = CASES[case]

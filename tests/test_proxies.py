@@ -330,6 +330,7 @@ def test_parse_proxy_selection() -> None:
         )
 
 
+@pytest.mark.slow
 def test_package_does_not_import_sklearn() -> None:
     code = "import sys, llmnas.proxies; assert 'sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -148,6 +148,7 @@ def test_labels_unreachable(run_raw, pool):
     assert report.failure is not None
 
 
+@pytest.mark.slow
 def test_patched_torch_cannot_inflate_accuracy(evaluator):
     constant = """
 import torch, numpy, json
@@ -200,6 +201,7 @@ def test_candidate_cannot_kill_its_parent(run_raw):
     assert run_raw(OK_MODEL).failure is None
 
 
+@pytest.mark.slow
 def test_worker_death_is_a_crash_and_pool_recovers(pool, run_raw):
     run_raw(OK_MODEL)  # the worker is up
     worker = pool._workers[0]

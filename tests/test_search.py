@@ -63,6 +63,7 @@ def test_standard_error_is_binomial_with_a_floor() -> None:
         standard_error(0.5, 0)
 
 
+@pytest.mark.slow
 def test_task_facts_come_from_the_task() -> None:
     facts = task_facts(get_task("mnist1d"))
     assert (facts.n_train, facts.n_val, facts.batch_size, facts.epochs) == (3500, 500, 100, 15)
@@ -269,6 +270,7 @@ def test_an_older_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> N
 # ---------------------------------------------------------------------- a run, end to end
 
 
+@pytest.mark.slow
 def test_a_run_enforces_budgets_keeps_its_layout_and_repeats_the_best(tmp_path: Path) -> None:
     import json
     import subprocess
@@ -305,6 +307,7 @@ def test_a_run_enforces_budgets_keeps_its_layout_and_repeats_the_best(tmp_path: 
     assert best["repeats"]["seeds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_flops_are_counted_for_batch_norm_on_features() -> None:
     """FLOPs are counted in eval mode: batch norm over (B, features) refuses a batch of one in
     train mode, and a candidate without FLOPs has no place in the archive."""
@@ -321,6 +324,7 @@ def test_flops_are_counted_for_batch_norm_on_features() -> None:
     assert result.metrics["flops"] == conv + 2 * 8 * 8 + 2 * 8 * 4
 
 
+@pytest.mark.slow
 def test_the_committed_search_cassette_replays_to_the_same_candidates(tmp_path: Path) -> None:
     """The first candidates of the recorded capable-model run, replayed offline from its
     cassette. Trained for one epoch instead of fifteen to stay fast, so the accuracies in the

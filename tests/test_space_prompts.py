@@ -99,6 +99,7 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*LLMNAS, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_blind_run_shows_only_neutral_names_and_results(tmp_path: Path) -> None:
     seed = 4
     text = CellText(CellSpace(), blind_seed=seed)
@@ -159,6 +160,7 @@ def _toml(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_first_space_prompt_matches_its_golden_text(tmp_path: Path) -> None:
     cassette = _cassette(tmp_path / "c.jsonl", CellText(CellSpace()), CellSpace(), 3)
     proc = _run(
@@ -183,6 +185,7 @@ def test_the_first_space_prompt_matches_its_golden_text(tmp_path: Path) -> None:
     assert got == (GOLDEN / "space_prompt_nb201.txt").read_text()
 
 
+@pytest.mark.slow
 def test_space_prompts_on_a_trained_task_with_the_chain_space(tmp_path: Path) -> None:
     space = ChainSpace((1, 8, 8), 10)
     cassette = _cassette(tmp_path / "c.jsonl", ChainText(space), space, 10, seed=5)
@@ -205,6 +208,7 @@ def test_space_prompts_on_a_trained_task_with_the_chain_space(tmp_path: Path) ->
 # ---------------------------------------------------------------------- bench rows
 
 
+@pytest.mark.slow
 def test_bench_llm_rows_replay_per_seed_cassettes_beside_the_config(tmp_path: Path) -> None:
     for seed in (0, 1):
         _cassette(tmp_path / f"cells-{seed}.jsonl", CellText(CellSpace()), CellSpace(), 20, seed)

@@ -156,6 +156,7 @@ def test_arch_from_source_is_static() -> None:
     assert arch_from_source('NB201_ARCH: str = "a"\nNB201_ARCH = "b"\n') == "b"
 
 
+@pytest.mark.slow
 def test_cell_models_build_with_expected_sizes() -> None:
     """NB201's published sizes: all-conv3x3 1,531,546 params / 220.11969 MFLOPs (CIFAR-10);
     cells without convolutions 73,306 / 7.78305 (the NB201 API's min and max)."""
@@ -212,6 +213,7 @@ def test_presets_and_factory() -> None:
 # -- chain space ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_chain_round_trip_mutation_kinds_and_bounds() -> None:
     space = ChainSpace((1, 40), 10, min_depth=2, max_depth=5)
     rng = random.Random(0)
@@ -242,6 +244,7 @@ def test_chain_round_trip_mutation_kinds_and_bounds() -> None:
         space.decode([["conv", 8, 3, "softmax"]])
 
 
+@pytest.mark.slow
 def test_chain_models_build_1d_and_2d() -> None:
     genotype = ChainGenotype(
         (

@@ -17,6 +17,7 @@ def test_mnist1d_split_sizes():
     assert set(np.unique(data.val.y)) == set(range(10))
 
 
+@pytest.mark.slow
 def test_mnist1d_is_deterministic():
     from llmnas.tasks.mnist1d import MNIST1D
 
@@ -36,6 +37,7 @@ def test_unknown_task_lists_known_ones():
         get_task("imagenet")
 
 
+@pytest.mark.slow
 def test_mnist1d_seeds_have_published_parameter_counts(evaluator):
     """Each seed is built in the sandbox (never imported here) with its published size."""
     from llmnas.evaluator import EvalSettings, Evaluator
