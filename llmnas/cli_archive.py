@@ -282,6 +282,7 @@ def lineage(
     run_dir: Path = RUN,
     candidate: int | None = typer.Argument(None, help="candidate id (default: the incumbent)"),
     as_json: bool = JSON,
+    full: bool = typer.Option(False, "--full", help="also print each step's prompt and reply"),
 ) -> None:
     """Ancestry of a candidate, with the operator, edit or prompt behind each step."""
     from llmnas.inspect_run import lineage as trace
@@ -294,12 +295,18 @@ def lineage(
         return
     for step in steps:
         how = step["instruction"] or step["edit"] or ""
+        calls = ", ".join(f"#{i}" for i in step["llm_call_ids"])
+        how += f"  (LLM call {calls})" if calls else ""
         out.print(
             f"#{step['id']} gen {step['generation']} {step['operator']:9} "
             f"parents {step['parent_ids']} {step['status']} val {_fmt(step['val_accuracy'])} "
             f"params {_fmt(step['params'], ',')}  {how}",
-            highlight=False,
-        )
+            highlight=False, markup=False, emoji=False,
+        )  # fmt: skip
+        for part in ("prompt", "reply") if full else ():
+            if step[part]:  # untrusted text: printed as it is, never as markup
+                out.rule(f"{part} of #{step['id']}", style="dim")
+                out.print(step[part], highlight=False, markup=False, emoji=False)
 
 
 @app.command()

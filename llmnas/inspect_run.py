@@ -105,6 +105,7 @@ def lineage(store: RunStore, candidate_id: int) -> list[dict[str, Any]]:
     for c in sorted(seen.values(), key=lambda c: c.id):
         meta = c.meta
         prompt = meta.get("prompt")
+        calls = store.llm_calls(c.id)
         steps.append(
             {
                 **row(c),
@@ -112,6 +113,7 @@ def lineage(store: RunStore, candidate_id: int) -> list[dict[str, Any]]:
                 "edit": meta.get("description") or meta.get("edit"),
                 "prompt": prompt[-1]["content"] if isinstance(prompt, list) and prompt else None,
                 "reply": meta.get("reply"),
+                "llm_call_ids": [call["id"] for call in calls],
             }
         )
     return steps

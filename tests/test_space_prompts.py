@@ -134,6 +134,9 @@ def test_a_blind_run_shows_only_neutral_names_and_results(tmp_path: Path) -> Non
         assert c.meta["prompt_style"] == "space" and c.meta["reply_tokens_est"] < 40
     ok = [c for c in llm if c.status.value == "ok"]
     assert ok and all(text.parse(c.meta["reply"]) == CellSpace().from_source(c.source) for c in ok)
+    shown = _run("archive", "lineage", str(tmp_path / "r"), str(ok[-1].id), "--full")
+    assert shown.returncode == 0 and "LLM call #" in shown.stdout
+    assert "prompt of #" in shown.stdout and ok[-1].meta["reply"].split("\n")[-2] in shown.stdout
     last = llm[-1].meta["prompt"][1]["content"]
     assert sum(f"#{c.id} " in last for c in cands if c.status.value == "ok") >= 8  # all listed
 
