@@ -356,29 +356,8 @@ def cassette(
     to: Path = typer.Option(..., "--to", help="output .jsonl, usable as --llm replay:FILE"),
 ) -> None:
     """Export every successful LLM call of a run as a replay cassette."""
+    from llmnas.llm.recording import export_cassette
+
     with _open(run_dir) as store:
-        calls = store.llm_calls()
-    lines = 0
-    with open(to, "w") as fh:
-        for call in calls:
-            if call.get("error"):
-                continue
-            usage = call.get("usage") or {}
-            replies = call.get("replies") or []
-            for reply in replies:
-                text = reply if isinstance(reply, str) else reply.get("text", "")
-                fh.write(
-                    json.dumps(
-                        {
-                            "response": text,
-                            "prompt_sha256": call.get("prompt_sha256"),
-                            "prompt_tokens": int(usage.get("prompt_tokens", 0))
-                            // max(len(replies), 1),
-                            "completion_tokens": int(usage.get("completion_tokens", 0))
-                            // max(len(replies), 1),
-                        }
-                    )
-                    + "\n"
-                )
-                lines += 1
+        lines = export_cassette(store.llm_calls(), to)
     out.print(f"wrote {lines} completions to {to} (replay with --llm replay:{to})")

@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from llmnas.llm.base import CallRecord, Recorder
 
@@ -83,20 +84,30 @@ def load_records(path: str | Path) -> list[CallRecord]:
     return records
 
 
-def export_cassette(records: Iterable[CallRecord], path: str | Path) -> int:
+def export_cassette(records: Iterable[CallRecord | dict[str, Any]], path: str | Path) -> int:
     """Write the successful calls' replies as a replay cassette; returns the line count.
 
-    Each reply becomes ``{"prompt_sha256": ..., "response": ...}``; the replies of one call
-    stay together in their original order, so replaying the same prompts serves the same
-    replies in the same order.
+    ``records`` are :class:`CallRecord` objects or the store's call dicts
+    (:meth:`llmnas.store.RunStore.llm_calls`). Each reply becomes ``{"response": ...,
+    "prompt_sha256": ..., "prompt_tokens": ..., "completion_tokens": ...}`` (the call's usage
+    split evenly over its replies); the replies of one call stay together in their original
+    order, so replaying the same prompts serves the same replies in the same order.
     """
     lines = []
-    for call in records:
-        if call.error is not None:
+    for record in records:
+        call = record.model_dump(mode="json") if isinstance(record, CallRecord) else record
+        if call.get("error"):
             continue
-        for reply in call.replies:
-            entry = {"prompt_sha256": call.prompt_sha256, "response": reply}
-            lines.append(json.dumps(entry, ensure_ascii=False))
+        usage, replies = call.get("usage") or {}, call.get("replies") or []
+        share = max(len(replies), 1)
+        for reply in replies:
+            entry = {
+                "response": reply if isinstance(reply, str) else reply.get("text", ""),
+                "prompt_sha256": call.get("prompt_sha256"),
+                "prompt_tokens": int(usage.get("prompt_tokens", 0)) // share,
+                "completion_tokens": int(usage.get("completion_tokens", 0)) // share,
+            }
+            lines.append(json.dumps(entry))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
