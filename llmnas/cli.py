@@ -194,6 +194,13 @@ def _run_and_report(start) -> None:
     run = holder["run"]
     err.print(f"stopped: {stats.stopped}", markup=False, emoji=False, highlight=False,
               soft_wrap=True)  # fmt: skip
+    if stats.wall_seconds > 0:
+        busy = stats.busy_seconds / (stats.wall_seconds * run.config.workers)
+        err.print(f"{stats.evaluated} evaluated in {stats.wall_seconds:.0f} s; sandbox workers "
+                  f"busy {busy:.0%} of the time", highlight=False)  # fmt: skip
+    if stats.outages:
+        err.print(f"the LLM was unavailable {stats.outages} time(s), "
+                  f"{stats.outage_seconds:.0f} s in all", highlight=False)  # fmt: skip
     if stats.stopped == "interrupted" or stats.llm_down:
         err.print(f"resume with: llmnas resume {run.store.run_dir}")
     _summary(run.store.run_dir)

@@ -142,6 +142,8 @@ def test_concurrent_evaluation_keeps_the_workers_busy(tmp_path: Path) -> None:
     loop = make_loop(tmp_path, FakeStrategy(), ev, budget=10, workers=2)
     stats = loop.run()
     assert stats.committed == 10 and ev.max_inflight == 2
+    assert stats.evaluated == ev.calls == 10
+    assert 10 * 0.05 <= stats.busy_seconds <= 2 * stats.wall_seconds
 
 
 def test_a_strategy_that_offers_more_than_the_budget_records_exactly_the_budget(
@@ -258,6 +260,7 @@ def test_the_cli_stops_on_an_llm_outage_with_exit_75_and_no_traceback(tmp_path: 
     assert proc.returncode == 75, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "stopped: the LLM was unavailable for" in proc.stderr
+    assert "evaluated in" in proc.stderr and "the LLM was unavailable 1 time(s)" in proc.stderr
     assert f"resume with: llmnas resume {run}" in proc.stderr
     with RunStore.open(run, read_only=True) as store:
         assert store.count() >= 1 and store.get_state("llm_outages")
