@@ -108,7 +108,6 @@ class QDArchive:
             )
         else:
             self.ribs = GridArchive(dims=self.config.dims(), **common)
-        self._cells: dict[int, Elite] = {}
         self._curiosity: dict[int, float] = {}
         self._seen: set[int] = set()
         self._best: tuple[float, int] | None = None
@@ -132,20 +131,26 @@ class QDArchive:
         return archive
 
     def _replay(self, views: list[_View]) -> None:
-        """Decide every candidate in order (as :meth:`add` would), then fill ribs in one batch."""
+        """Decide every candidate in order (as :meth:`add` would, with a scratch map of the
+        cells), then fill ribs, which holds the elites, in one batch."""
         scored = [self._score(v) for v in views]
         placed = [i for i, s in enumerate(scored) if s is not None]
         cells: list[int] = []
         if placed:
             cells = self.ribs.index_of(np.array([scored[i][1] for i in placed])).tolist()
         cell_of = dict(zip(placed, cells, strict=True))
+        scratch: dict[int, Elite] = {}
         for i, view in enumerate(views):
             score = scored[i]
             added = False
             if score is not None and view.id not in self._seen:
-                added = self._admit(view.id, score[0], score[1], cell_of[i])
+                current = scratch.get(cell_of[i])
+                added = current is None or score[0] > current.objective
+                if added:
+                    scratch[cell_of[i]] = Elite(view.id, score[0], tuple(score[1]), cell_of[i])
+                    self._recent.append(view.id)
             self._account(view, added)
-        elites = sorted(self._cells.values(), key=lambda e: e.cell)
+        elites = sorted(scratch.values(), key=lambda e: e.cell)
         if elites:
             self.ribs.add(
                 solution=np.array([e.id for e in elites], dtype=np.int64),
@@ -159,12 +164,7 @@ class QDArchive:
         if view.id in self._seen:
             return False
         score = self._score(view)
-        added = False
-        if score is not None:
-            cell = int(self.ribs.index_of_single(score[1]))
-            added = self._admit(view.id, score[0], score[1], cell)
-            if added:
-                self.ribs.add_single(view.id, score[0], score[1])
+        added = score is not None and self._admit(view.id, score[0], score[1])
         self._account(view, added)
         return added
 
@@ -183,22 +183,17 @@ class QDArchive:
             return None
         return -math.log10(float(params) * max(error, _MIN_ERROR)), measures
 
-    def _admit(self, cid: int, objective: float, measures: list[float], cell: int) -> bool:
-        current = self._cells.get(cell)
-        if current is not None and not objective > current.objective:
+    def _admit(self, cid: int, objective: float, measures: list[float]) -> bool:
+        """pyribs decides: it takes an empty cell, or one whose elite it strictly beats."""
+        if int(self.ribs.add_single(cid, objective, list(measures))["status"]) <= 0:
             return False
-        self._cells[cell] = Elite(cid, objective, tuple(measures), cell)
         self._recent.append(cid)
         return True
 
     def offer(self, elite: Elite) -> bool:
         """Offer an elite from elsewhere (island migration): it takes its cell if it beats the
         cell's elite; no curiosity or incumbent bookkeeping. Returns whether it was taken."""
-        cell = int(self.ribs.index_of_single(list(elite.measures)))
-        if not self._admit(elite.id, elite.objective, list(elite.measures), cell):
-            return False
-        self.ribs.add_single(elite.id, elite.objective, list(elite.measures))
-        return True
+        return self._admit(elite.id, elite.objective, list(elite.measures))
 
     def crossover_pair(self, rng: np.random.Generator) -> list[int] | None:
         """Two distinct elites drawn uniformly (ascending-id order), or ``None`` with fewer."""
@@ -228,24 +223,33 @@ class QDArchive:
 
     # ------------------------------------------------------------------ reading
 
+    def _cells(self) -> dict[int, Elite]:
+        """The elites pyribs holds, by cell index."""
+        data = self.ribs.data()
+        return {
+            int(cell): Elite(int(cid), float(obj), tuple(float(m) for m in meas), int(cell))
+            for cid, obj, meas, cell in zip(data["solution"], data["objective"],
+                                            data["measures"], data["index"], strict=True)
+        }  # fmt: skip
+
     def __len__(self) -> int:
-        return len(self._cells)
+        return len(self.ribs)
 
     def __contains__(self, candidate_id: object) -> bool:
-        return any(e.id == candidate_id for e in self._cells.values())
+        return candidate_id in self.elite_ids()
 
     def elites(self) -> list[Elite]:
         """Occupied cells, by candidate id."""
-        return sorted(self._cells.values(), key=lambda e: e.id)
+        return sorted(self._cells().values(), key=lambda e: e.id)
 
     def elite_ids(self) -> list[int]:
         """Ids of the elites, ascending."""
-        return sorted(e.id for e in self._cells.values())
+        return sorted(int(i) for i in self.ribs.data("solution"))
 
     @property
     def coverage(self) -> float:
         """Fraction of cells occupied."""
-        return len(self._cells) / self.ribs.cells
+        return len(self.ribs) / self.ribs.cells
 
     @property
     def qd_score(self) -> float:
@@ -295,12 +299,13 @@ class QDArchive:
             if not ring:
                 continue
             ints = self.ribs.grid_to_int_index(np.array(ring)).tolist()
-            empty = [i for i, c in enumerate(ints) if c not in self._cells]
+            held = self._cells()
+            empty = [i for i, c in enumerate(ints) if c not in held]
             if empty:
                 pick = ring[empty[int(rng.integers(len(empty)))]]
                 break
             if radius == 2:
-                weakest = min(range(len(ints)), key=lambda i: self._cells[ints[i]].objective)
+                weakest = min(range(len(ints)), key=lambda i: held[ints[i]].objective)
                 pick = ring[weakest]
         else:  # pragma: no cover - a 1x1 grid has no neighbours
             return None
