@@ -24,7 +24,15 @@ from llmnas.strategies.evolution import Request
 from llmnas.targets import Objectives, direction_of_niche, fit_niche, targets_block
 from llmnas.task_facts import TaskFacts
 
-__all__ = ["ASTOperator", "LLMOperator"]
+__all__ = ["ASTOperator", "LLMOperator", "sample_one"]
+
+
+async def sample_one(llm: Any, settings: Any, messages: list[dict[str, str]], seed: int) -> Any:
+    """One completion for ``messages`` with the run's ``[llm]`` sampling settings."""
+    replies = await llm.sample(
+        messages, n=1, temperature=settings.temperature, max_tokens=settings.max_tokens, seed=seed
+    )
+    return replies[0]
 
 
 class ASTOperator:
@@ -181,15 +189,7 @@ class LLMOperator:
     async def _one(
         self, req: Request, messages: list[dict[str, str]], instruction: str | None
     ) -> Proposal:
-        completion = (
-            await self.llm.sample(
-                messages,
-                n=1,
-                temperature=self.settings.temperature,
-                max_tokens=self.settings.max_tokens,
-                seed=req.seed,
-            )
-        )[0]
+        completion = await sample_one(self.llm, self.settings, messages, req.seed)
         parent_source = req.parents[0].source
         extracted = extract_program(
             completion.text, parent_source, finish_reason=completion.finish_reason

@@ -23,6 +23,7 @@ from typing import Any
 
 from llmnas import prompting
 from llmnas.llm.base import estimate_tokens, prompt_sha256
+from llmnas.operators.code_ops import sample_one
 from llmnas.records import Candidate, Failure, FailureKind, Proposal
 from llmnas.replies import strip_thinking
 from llmnas.spaces.text import SpaceText
@@ -183,15 +184,7 @@ class SpaceLLMOperator:
     async def _one(
         self, req: Request, messages: list[dict[str, str]], instruction: str | None
     ) -> Proposal:
-        completion = (
-            await self.llm.sample(
-                messages,
-                n=1,
-                temperature=self.settings.temperature,
-                max_tokens=self.settings.max_tokens,
-                seed=req.seed,
-            )
-        )[0]
+        completion = await sample_one(self.llm, self.settings, messages, req.seed)
         meta: dict[str, Any] = {
             "prompt": messages,
             "reply": completion.text,

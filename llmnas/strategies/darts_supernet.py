@@ -1,7 +1,7 @@
 """The DARTS supernet over the NB201 cell space, its search steps, and discretisation.
 
 Trusted framework code: it runs in the host process (only candidate programs go through the
-sandbox). The macro skeleton mirrors :data:`llmnas.spaces.cell.TEMPLATE` exactly (stem, one
+sandbox). The macro skeleton mirrors :data:`llmnas.nb201_cell.TEMPLATE` exactly (stem, one
 stage per ``preset.channels`` entry with ``preset.cells_per_stage`` cells, NB201's stride-2
 residual block between stages, BN-ReLU, global average pool, linear classifier), so the
 genotype discretised from the architecture weights renders to the network that was searched.

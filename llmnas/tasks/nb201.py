@@ -3,7 +3,7 @@
 No training: a candidate is answered from NAS-Bench-201's table of validation accuracies
 (shipped in ``llmnas/data``, provenance in ``NB201_PROVENANCE.md``). The candidate's
 architecture is the module-level constant ``NB201_ARCH`` (as written by
-:func:`llmnas.spaces.cell.render`), read with :mod:`ast`; the code is never executed. The
+:func:`llmnas.nb201_cell.render`), read with :mod:`ast`; the code is never executed. The
 answer trusts that constant: an edit elsewhere in the program changes nothing here.
 
 ``metrics``: ``val_accuracy`` (a fraction in [0, 1]), ``params`` and ``flops`` of the NB201
