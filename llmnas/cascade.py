@@ -40,9 +40,8 @@ calls, per candidate: ``screen(result0)`` on the epochs-0 result (build, counts 
 :meth:`Cascade.merge` to put the epochs-0 proxies onto the trained result; observe rejected
 and failed candidates too, long-training results never). Decisions depend only on the config,
 the seed and the observed history, so they are deterministic. A resumed run rebuilds the
-cascade either from :meth:`Cascade.state_dict` (JSON-safe) or, equivalently, by observing the
-stored results again in their original order; both give the same ranker (it is refitted at
-the same history sizes).
+cascade by observing the stored results again in their original order (the ranker is refitted
+at the same history sizes), so the cascade has no state of its own to persist.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ import threading
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -350,28 +349,6 @@ class Cascade:
         )
         ranker.fit([r.proxies for r in trained], [r.val_accuracy for r in trained])
         self._ranker, self._fitted_at = ranker, len(trained)
-
-    # -- persistence --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-safe state: config, seed, history, counters and the ranker's fit size."""
-        return {
-            "config": self.config.model_dump(mode="json"),
-            "seed": self.seed,
-            "history": [r.model_dump(mode="json") for r in self.history],
-            "counts": dict(self.counts),
-            "fitted_at": self._fitted_at,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output (the ranker is refitted on the same rows)."""
-        self.config = CascadeConfig.model_validate(state["config"])
-        self.seed = int(state["seed"])
-        self.history = [HistoryRow.model_validate(r) for r in state["history"]]
-        self.counts = {k: int(v) for k, v in state["counts"].items()}
-        self._ranker, self._fitted_at = None, 0
-        fitted_at = int(state.get("fitted_at", 0))
-        if fitted_at and self.config.prefilter == "ranker":
-            self._fit(self._trained_rows()[:fitted_at])
 
 
 def _reject(stage: str, message: str) -> Failure:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -176,14 +175,9 @@ def test_deterministic() -> None:
 
 
 @pytest.mark.slow
-def test_state_round_trip_and_replay() -> None:
+def test_replay_rebuilds_the_same_decisions() -> None:
     _, cascade = _drive(11)
-    state = json.loads(json.dumps(cascade.state_dict()))
-    restored = Cascade(config=CascadeConfig(), seed=99)
-    restored.load_state_dict(state)
-    assert restored.state_dict() == cascade.state_dict()
     probes = [result0(synflow=x / 4, snip=-x / 3, naswot=x) for x in range(-6, 7)]
-    assert [restored.score(p) for p in probes] == [cascade.score(p) for p in probes]
     # rebuilding by re-observing the stored results in order gives the same decisions
     replayed = Cascade(config=cascade.config, seed=0)
     for row in cascade.history:
