@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -52,9 +51,7 @@ def no_llm_env(monkeypatch):
 def test_nb201_grid_report_and_resume(tmp_path: Path, no_llm_env) -> None:
     out = tmp_path / "out"
     path = write(tmp_path, NB201.format(out=out))
-    t0 = time.monotonic()
     report = run_bench(path)
-    first = time.monotonic() - t0
     assert report == out / "report.md"
     for name in ("report.md", "report.json", "anytime_evals.png", "anytime_time.png",
                  "pareto.png", "final.png"):  # fmt: skip
@@ -79,9 +76,7 @@ def test_nb201_grid_report_and_resume(tmp_path: Path, no_llm_env) -> None:
     assert "no separate test split" in md
 
     before, report_json = snapshot(out), (out / "report.json").read_text()
-    t0 = time.monotonic()
-    run_bench(path)
-    assert time.monotonic() - t0 < max(first, 5.0)
+    run_bench(path)  # finished cells are not run again: nothing in them changes
     assert snapshot(out) == before
     assert (out / "report.json").read_text() == report_json
 
