@@ -139,6 +139,8 @@ def test_sequential_asks_only_when_nothing_is_in_flight(tmp_path: Path) -> None:
 
 def test_concurrent_evaluation_keeps_the_workers_busy(tmp_path: Path) -> None:
     ev = FakeEvaluator(delay=0.05)
+    both = threading.Barrier(2, timeout=30)  # the first two evaluations must overlap
+    ev.on_call = lambda n: both.wait() if n <= 2 else None
     loop = make_loop(tmp_path, FakeStrategy(), ev, budget=10, workers=2)
     stats = loop.run()
     assert stats.committed == 10 and ev.max_inflight == 2
