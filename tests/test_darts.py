@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from llmnas import gate
 from llmnas.config import RunConfig
+from llmnas.nb201_cell import OPS, PRESETS, CellGenotype
 from llmnas.records import Candidate, EvalResult, Proposal, Status
 from llmnas.spaces import CellSpace, space_of
-from llmnas.spaces.cell import OPS, PRESETS, CellGenotype
 from llmnas.strategies.base import Exhausted, Strategy
 from llmnas.strategies.darts import (
     DARTS,

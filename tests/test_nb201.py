@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from llmnas.gate import check
+from llmnas.nb201_cell import CellGenotype
 from llmnas.records import FailureKind, Status
 from llmnas.spaces import space_of
-from llmnas.spaces.cell import CellGenotype, CellSpace
+from llmnas.spaces.cell import CellSpace
 from llmnas.tasks import TASKS, TaskError, get_task
 from llmnas.tasks.nb201 import NB201Task, load_table
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from llmnas.nb201_cell import OPS
 from llmnas.spaces import CellSpace, ChainSpace
-from llmnas.spaces.cell import OPS
 from llmnas.spaces.text import BLIND_TOKENS, CellText, ChainText, space_text
 from llmnas.store import RunStore
 from llmnas.tasks import get_task

@@ -17,16 +17,9 @@ import numpy as np
 import pytest
 
 from llmnas.gate import check
+from llmnas.nb201_cell import OPS, STRING_EDGES, CellGenotype, CellPreset, arch_from_source, render
 from llmnas.spaces import ChainSpace, SearchSpace, make_space
-from llmnas.spaces.cell import (
-    OPS,
-    STRING_EDGES,
-    CellGenotype,
-    CellPreset,
-    CellSpace,
-    arch_from_source,
-    render,
-)
+from llmnas.spaces.cell import CellSpace
 from llmnas.spaces.chain import ChainGenotype, Layer
 
 README_ARCH = (

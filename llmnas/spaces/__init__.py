@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from llmnas.spaces.cell import PRESETS, CellGenotype, CellPreset, CellSpace, render
+from llmnas.nb201_cell import PRESETS, CellGenotype, CellPreset, render
+from llmnas.spaces.cell import CellSpace
 from llmnas.spaces.chain import ChainGenotype, ChainSpace, Layer
 
 __all__ = [

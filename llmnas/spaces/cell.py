@@ -1,7 +1,7 @@
 """NAS-Bench-201 cell space: sampling and one-edge mutation of :mod:`llmnas.nb201_cell` cells.
 
 The genotypes, encodings, presets, rendering and costs live in :mod:`llmnas.nb201_cell` (the
-ground floor, shared with the NB201 tasks) and are re-exported here.
+ground floor, shared with the NB201 tasks); import them from there.
 """
 
 from __future__ import annotations
@@ -12,32 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from llmnas.nb201_cell import (
-    NASLIB_EDGES,
-    NASLIB_OPS,
-    OPS,
-    PRESETS,
-    STRING_EDGES,
-    CellGenotype,
-    CellPreset,
-    _preset,
-    arch_from_source,
-    cell_cost,
-    render,
-)
+from llmnas.nb201_cell import OPS, CellGenotype, CellPreset, _preset, arch_from_source, cell_cost
+from llmnas.nb201_cell import render as render_cell
 
-__all__ = [
-    "NASLIB_EDGES",
-    "NASLIB_OPS",
-    "OPS",
-    "PRESETS",
-    "STRING_EDGES",
-    "CellGenotype",
-    "CellPreset",
-    "CellSpace",
-    "arch_from_source",
-    "render",
-]
+__all__ = ["CellSpace"]
 
 
 Rng = random.Random | np.random.Generator
@@ -79,7 +57,7 @@ class CellSpace:
         return replace(genotype, ops=tuple(ops))
 
     def render(self, genotype: CellGenotype) -> str:
-        return render(genotype, self.preset)
+        return render_cell(genotype, self.preset)
 
     def encode(self, genotype: CellGenotype) -> str:
         """JSON-safe form for ``Proposal.meta["genotype"]``: the NB201 arch string."""

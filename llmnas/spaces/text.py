@@ -23,7 +23,8 @@ import random
 import re
 from typing import Any, Protocol
 
-from llmnas.spaces.cell import OPS, STRING_EDGES, CellGenotype, CellSpace
+from llmnas.nb201_cell import OPS, STRING_EDGES, CellGenotype
+from llmnas.spaces.cell import CellSpace
 from llmnas.spaces.chain import ChainGenotype, ChainSpace, Layer
 
 __all__ = ["BLIND_TOKENS", "CellText", "ChainText", "SpaceText", "space_text"]

@@ -40,10 +40,10 @@ Anti-collapse (``anti_collapse``, DARTS' failure mode is cells full of ``skip_co
     * ``"skip_guard+aux_skip"``: both.
 
 Meta of every proposal: ``genotype`` (NB201 string), ``space``, ``rank``, ``alpha`` (final
-logits used for the ranking), ``alpha_history`` (softmax of ``alpha`` after every epoch, rows
-are edges in NB201 string order, columns :data:`~llmnas.spaces.cell.OPS`), ``search_seconds``,
-``epochs_completed``, ``guard_fired``, ``stopped``, ``order``, ``anti_collapse``. Resume: a
-strategy told stored DARTS candidates adopts their ``alpha`` and does not search again.
+logits used for the ranking), ``alpha_history`` (softmax of ``alpha`` after every epoch; rows:
+edges in NB201 string order; columns: :data:`~llmnas.nb201_cell.OPS`), ``search_seconds``,
+``epochs_completed``, ``guard_fired``, ``stopped``, ``order``, ``anti_collapse``. Resume: told
+stored DARTS candidates, the strategy adopts their ``alpha`` and does not search again.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmnas.nb201_cell import OPS, STRING_EDGES
 from llmnas.records import Candidate, Proposal
-from llmnas.spaces.cell import OPS, STRING_EDGES, CellSpace
+from llmnas.spaces import CellSpace
 from llmnas.strategies.base import Exhausted
 from llmnas.strategies.darts_supernet import (
     Supernet,
@@ -75,17 +76,8 @@ from llmnas.strategies.darts_supernet import (
 )
 from llmnas.tasks.base import Task
 
-__all__ = [
-    "ANTI_COLLAPSE",
-    "DARTS",
-    "SearchOutcome",
-    "discretise",
-    "make_darts",
-    "ranked_genotypes",
-    "search_split",
-    "skip_count",
-    "skip_guard_fires",
-]
+__all__ = ["ANTI_COLLAPSE", "DARTS", "SearchOutcome", "discretise", "make_darts",
+           "ranked_genotypes", "search_split", "skip_count", "skip_guard_fires"]  # fmt: skip
 
 ANTI_COLLAPSE = ("none", "skip_guard", "aux_skip", "skip_guard+aux_skip")
 

@@ -7,7 +7,7 @@ residual block between stages, BN-ReLU, global average pool, linear classifier),
 genotype discretised from the architecture weights renders to the network that was searched.
 
 Every cell edge is a :class:`MixedOp`: ``sum_k softmax(alpha[e])_k * op_k(x)`` over
-:data:`llmnas.spaces.cell.OPS`. The architecture weights ``alpha`` (shape ``(6, 5)``, edges in
+:data:`llmnas.nb201_cell.OPS`. The architecture weights ``alpha`` (shape ``(6, 5)``, edges in
 NB201 string order, ops in :data:`OPS` order) are shared by all cells, as in DARTS. As in the
 paper, the batch norms inside searched ops have no affine parameters during the search.
 ``none`` is never computed (its output is zero), but its weight stays in the softmax, so its
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmnas.spaces.cell import OPS, STRING_EDGES, CellGenotype, CellPreset
+from llmnas.nb201_cell import OPS, STRING_EDGES, CellGenotype, CellPreset
 
 __all__ = [
     "MixedOp",
