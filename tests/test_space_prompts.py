@@ -95,6 +95,12 @@ def test_blind_tasks_answer_from_the_same_table_and_hide_the_benchmark() -> None
 # ---------------------------------------------------------------------- runs
 
 
+def _llm_run(task: str, cassette: Path, budget: int, seed: int, out: Path, *extra: str):
+    """``llmnas run`` of the llm strategy replaying ``cassette``."""
+    return _run("run", "--task", task, "--strategy", "llm", "--budget", str(budget), "--seed",
+                str(seed), "--llm", f"replay:{cassette}", "--out", str(out), *extra)  # fmt: skip
+
+
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*LLMNAS, *args], capture_output=True, text=True, timeout=timeout)
 
@@ -105,21 +111,7 @@ def test_a_blind_run_shows_only_neutral_names_and_results(tmp_path: Path) -> Non
     text = CellText(CellSpace(), blind_seed=seed)
     cassette = _cassette(tmp_path / "c.jsonl", text, CellSpace(), 30)
     (tmp_path / "c.jsonl").write_text(cassette.read_text() + '{"response": "no idea"}\n')
-    proc = _run(
-        "run",
-        "--task",
-        "nb201-cifar10-blind",
-        "--strategy",
-        "llm",
-        "--budget",
-        "12",
-        "--seed",
-        str(seed),
-        "--llm",
-        f"replay:{cassette}",
-        "--out",
-        str(tmp_path / "r"),
-    )
+    proc = _llm_run("nb201-cifar10-blind", cassette, 12, seed, tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     with RunStore.open(tmp_path / "r", read_only=True) as store:
         cands = store.candidates()
@@ -140,21 +132,9 @@ def test_a_blind_run_shows_only_neutral_names_and_results(tmp_path: Path) -> Non
     last = llm[-1].meta["prompt"][1]["content"]
     assert sum(f"#{c.id} " in last for c in cands if c.status.value == "ok") >= 8  # all listed
 
-    code = _run(
-        "run",
-        "--task",
-        "nb201-cifar10-blind",
-        "--strategy",
-        "llm",
-        "--budget",
-        "2",
-        "--llm",
-        f"replay:{cassette}",
-        "--out",
-        str(tmp_path / "code"),
-        "--config",
-        str(_toml(tmp_path / "code.toml", '[evolution]\nprompt_style = "code"\n')),
-    )
+    code_toml = _toml(tmp_path / "code.toml", '[evolution]\nprompt_style = "code"\n')
+    code = _llm_run("nb201-cifar10-blind", cassette, 2, 0, tmp_path / "code", "--config",
+                    str(code_toml))  # fmt: skip
     assert code.returncode == 2 and "blind" in code.stderr and "Traceback" not in code.stderr
 
 
@@ -166,21 +146,7 @@ def _toml(path: Path, text: str) -> Path:
 @pytest.mark.slow
 def test_the_first_space_prompt_matches_its_golden_text(tmp_path: Path) -> None:
     cassette = _cassette(tmp_path / "c.jsonl", CellText(CellSpace()), CellSpace(), 3)
-    proc = _run(
-        "run",
-        "--task",
-        "nb201-cifar10",
-        "--strategy",
-        "llm",
-        "--budget",
-        "2",
-        "--seed",
-        "0",
-        "--llm",
-        f"replay:{cassette}",
-        "--out",
-        str(tmp_path / "r"),
-    )
+    proc = _llm_run("nb201-cifar10", cassette, 2, 0, tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     with RunStore.open(tmp_path / "r", read_only=True) as store:
         prompt = store.get(2).meta["prompt"]
