@@ -87,7 +87,22 @@ def _arch_ops(arch: str) -> tuple[str, ...] | None:
     return tuple(ops)
 
 
-class CellText:
+class _Delegating:
+    """Reading, rendering and encoding genotypes are the space's own business."""
+
+    space: Any
+
+    def genotype_of(self, source: str) -> Any | None:
+        return self.space.from_source(source)
+
+    def render(self, genotype: Any) -> str:
+        return self.space.render(genotype)
+
+    def encode(self, genotype: Any) -> Any:
+        return self.space.encode(genotype)
+
+
+class CellText(_Delegating):
     """An NB201 cell space as architecture strings, optionally blind (see the module doc)."""
 
     notation = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
@@ -163,17 +178,8 @@ class CellText:
             )
         return CellGenotype(tuple(self._to_real[op] for op in ops))
 
-    def genotype_of(self, source: str) -> CellGenotype | None:
-        return self.space.from_source(source)
 
-    def render(self, genotype: CellGenotype) -> str:
-        return self.space.render(genotype)
-
-    def encode(self, genotype: CellGenotype) -> str:
-        return self.space.encode(genotype)
-
-
-class ChainText:
+class ChainText(_Delegating):
     """A chain space as ``op width kKERNEL activation`` entries joined by ``;``."""
 
     notation = "conv 32 k5 relu; pool k3; sepconv 64 k3 gelu; mix 64 silu"
@@ -249,15 +255,6 @@ class ChainText:
         if layer.op != "mix" and layer.kernel not in s.kernels:
             raise ValueError(f"layer {text!r}: kernel outside the choices {s.kernels}")
         return layer
-
-    def genotype_of(self, source: str) -> ChainGenotype | None:
-        return self.space.from_source(source)
-
-    def render(self, genotype: ChainGenotype) -> str:
-        return self.space.render(genotype)
-
-    def encode(self, genotype: ChainGenotype) -> Any:
-        return self.space.encode(genotype)
 
 
 def space_text(space: Any, *, blind_seed: int | None = None) -> SpaceText:
