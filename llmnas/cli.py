@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from llmnas import cli_archive, cli_bench
+from llmnas import cli_archive, cli_bench, cli_ui
 from llmnas.cli_common import err, fail, out
 
 __all__ = ["EXIT_LLM_DOWN", "app", "fail"]
@@ -323,3 +323,4 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder, e.g. archiv
 
 app.add_typer(cli_archive.app, name="archive")
 app.command("bench")(cli_bench.bench)
+app.command("ui")(cli_ui.ui)

@@ -71,8 +71,8 @@ def best(store: RunStore) -> Candidate | None:
     if reps:
         top = max(reps.values(), key=lambda r: (r.mean, -r.id))
         return store.get(top.id)
-    ok = [c for c in store.candidates(status=Status.OK.value) if c.val_accuracy is not None]
-    return max(ok, key=lambda c: (c.val_accuracy, -c.id)) if ok else None
+    ok = [s for s in store.summaries() if s.status == Status.OK and s.val_accuracy is not None]
+    return store.get(max(ok, key=lambda s: (s.val_accuracy, -s.id)).id) if ok else None
 
 
 def archive_config(store: RunStore) -> dict[str, Any]:

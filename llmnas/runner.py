@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,12 +300,19 @@ def _execute(run: Run) -> LoopStats:
         signal.signal(signal.SIGINT, previous)
 
     signal.signal(signal.SIGINT, interrupt)
+    # what readers such as `llmnas ui` show; a killed run leaves "running" behind, so they also
+    # check the process (same host) or how recently the store was written
+    life = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    run.store.set_state("lifecycle", {**life, "status": "running"})
+    reason = "stopped by an error"
     try:
         stats = run.loop.run()
         if stats.stopped.startswith("budget") and run.config.repeats.top_k > 0:
             _repeat(run)
+        reason = stats.stopped
         return stats
     finally:
+        run.store.set_state("lifecycle", {**life, "status": "stopped", "reason": reason})
         signal.signal(signal.SIGINT, previous)
         run.evaluator.close()
         run.store.close()

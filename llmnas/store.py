@@ -158,6 +158,12 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one ``SELECT`` (for read-only inspection tools such as ``llmnas ui``)."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError(f"query() runs a SELECT only; got {sql.split(None, 1)[0]!r}")
+        return self._conn.execute(sql, tuple(args)).fetchall()
+
     @contextmanager
     def _tx(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on error."""
@@ -202,25 +208,14 @@ class RunStore:
             meta["device"] = device
         failure = result.failure
         now = time.time()
+        failure_cols = (None, None, None) if failure is None else (
+            failure.kind.value, failure.message, failure.stage)  # fmt: skip
         values = (
-            generation,
-            operator,
-            _dumps(list(parent_ids)),
-            source,
-            hash,
-            result.status.value,
-            None if failure is None else failure.kind.value,
-            None if failure is None else failure.message,
-            None if failure is None else failure.stage,
-            _dumps(result.metrics),
-            _dumps(result.proxies),
-            _dumps(result.proxy_notes),
-            _dumps(descriptors or {}),
-            _dumps(result.timings),
-            _dumps(meta),
-            meta.get("device"),
-            now,
-        )
+            generation, operator, _dumps(list(parent_ids)), source, hash, result.status.value,
+            *failure_cols, _dumps(result.metrics), _dumps(result.proxies),
+            _dumps(result.proxy_notes), _dumps(descriptors or {}), _dumps(result.timings),
+            _dumps(meta), meta.get("device"), now,
+        )  # fmt: skip
         marks = ", ".join("?" * len(values))
         with self._tx():
             cur = self._conn.execute(

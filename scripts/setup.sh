@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: bubblewrap (Debian, as root), a virtualenv in .venv, llmnas installed
-# editable. `--dev` adds the test tools. Safe to run again: finished steps are skipped.
+# editable. `--dev` adds the test tools and Debian's Chromium (the explorer's browser tests).
+# Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -14,6 +15,18 @@ if ! command -v bwrap >/dev/null 2>&1; then
       || echo "setup: could not install bubblewrap; the sandbox will use its degraded mode" >&2
   else
     echo "setup: bubblewrap not found (install it for full sandbox isolation)" >&2
+  fi
+fi
+
+if [ -n "$extras" ] && ! command -v chromium >/dev/null 2>&1; then
+  # the explorer's browser tests drive Debian's Chromium through Playwright
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (browser tests)" >&2
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+      || echo "setup: could not install chromium; the browser tests will fail" >&2
+  else
+    echo "setup: chromium not found (the browser tests need it: apt-get install chromium)" >&2
   fi
 fi
 

@@ -65,3 +65,26 @@ def run_raw(pool, synthetic):
         return pool.run(job, expect={"val": n_val}, num_classes=synthetic.num_classes)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ui_runs(tmp_path_factory):
+    """Real runs for the explorer's tests (see tests/ui_support.py)."""
+    try:
+        from tests.ui_support import make_runs
+    except ImportError:  # tests/ is not a package: pytest put it on sys.path
+        from ui_support import make_runs
+    root = tmp_path_factory.mktemp("ui") / "runs"
+    root.mkdir()
+    return root, make_runs(root)
+
+
+@pytest.fixture(scope="session")
+def ui_server(ui_runs):
+    """``llmnas ui`` over ``ui_runs`` on a free loopback port; yields its base URL."""
+    try:
+        from tests.ui_support import serve
+    except ImportError:
+        from ui_support import serve
+    with serve(ui_runs[0]) as base:
+        yield base

@@ -15,12 +15,14 @@ FORBIDDEN = {
     # ground floor: plain data, the static gate, settings, tasks and NB201 cells
     ("records", "gate", "config", "tasks", "nb201_cell", "archive_config", "devices", "pyast"): (
         "spaces", "strategies", "operators", "archive", "islands", "store", "loop", "runner",
-        "evaluator", "cascade", "bench", "report",
+        "evaluator", "cascade", "bench", "report", "ui",
     ),
     # proposal side: strategies and operators never reach into evaluation or the loop
-    ("strategies", "operators", "spaces"): ("loop", "runner", "evaluator", "store", "bench"),
+    ("strategies", "operators", "spaces"): ("loop", "runner", "evaluator", "store", "bench", "ui"),
     # the trust boundary knows nothing of what happens to its results
-    ("sandbox",): ("store", "strategies", "operators", "loop", "runner", "archive", "bench"),
+    ("sandbox",): ("store", "strategies", "operators", "loop", "runner", "archive", "bench", "ui"),
+    # the explorer only reads stores: it never runs, searches or evaluates anything
+    ("ui",): ("loop", "runner", "evaluator", "sandbox", "strategies", "operators", "bench", "cascade"),
 }  # fmt: skip
 
 
