@@ -7,6 +7,7 @@ The browser tests are in tests/test_ui_browser.py; the runs and the server are s
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -171,3 +172,20 @@ def test_attack_string_really_is_in_the_store(ui_runs):
             c.source + str(c.meta.get("reply")) + str(c.result.failure) for c in store.candidates()
         ]
     assert sum(ATTACK in t for t in texts) >= 3
+
+
+def test_status_reads_the_recorded_lifecycle_and_checks_the_process():
+    from llmnas.ui.queries import live_status
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host = socket.gethostname()
+    base = {"budget": 10, "candidates": 3, "updated": 0.0}
+    running = {"status": "running", "host": host}
+    assert live_status({**base, "lifecycle": {**running, "pid": os.getpid()}}) == "running"
+    assert live_status({**base, "lifecycle": {**running, "pid": int(done.stdout)}}) == "killed"
+    assert (
+        live_status({**base, "lifecycle": {**running, "host": "elsewhere", "pid": 1}}) == "stopped"
+    )
+    assert live_status({**base, "lifecycle": {"status": "stopped", "reason": "x"}}) == "stopped"
+    assert live_status({**base, "candidates": 10, "lifecycle": None}) == "finished"

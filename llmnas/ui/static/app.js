@@ -25,6 +25,9 @@ const llmnas = (() => {
     if (Number.isInteger(value)) return value.toLocaleString("en-US");
     return Number(value).toFixed(digits);
   }
+  function acc(value) {
+    return value === null || value === undefined ? "—" : Number(value).toFixed(4);
+  }
   function pct(value) {
     return value === null || value === undefined ? "—" : (100 * value).toFixed(1) + " %";
   }
@@ -42,5 +45,5 @@ const llmnas = (() => {
   function candidateHref(run, id) {
     return `/run/${encodeURIComponent(run)}/candidate/${Number(id)}`;
   }
-  return { el, json, num, pct, when, poll, candidateHref };
+  return { el, json, num, acc, pct, when, poll, candidateHref };
 })();

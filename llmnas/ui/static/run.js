@@ -2,7 +2,7 @@
 // /api/runs/RUN/candidates; refreshed every 3 s while the page is open.
 "use strict";
 (() => {
-  const { el, json, num, pct, poll, candidateHref } = llmnas;
+  const { el, json, num, acc, pct, poll, candidateHref } = llmnas;
   const run = document.body.dataset.run;
   const api = `/api/runs/${encodeURIComponent(run)}`;
   const table = { status: "", operator: "", failure_kind: "", sort: "id", order: "asc", offset: 0, limit: 50 };
@@ -114,7 +114,7 @@
       el("td", {}, c.generation), el("td", {}, c.operator),
       el("td", {}, ...c.parent_ids.flatMap((p) => [el("a", { href: candidateHref(run, p) }, `#${p}`), " "])),
       el("td", { class: `status-${c.status}` }, c.status), el("td", {}, c.failure_kind ?? ""),
-      el("td", {}, num(c.val_accuracy)), el("td", {}, num(c.params)), el("td", {}, num(c.flops)), el("td", {}, num(c.train_seconds, 2))));
+      el("td", {}, acc(c.val_accuracy)), el("td", {}, num(c.params)), el("td", {}, num(c.flops)), el("td", {}, num(c.train_seconds, 2))));
     document.querySelector("#candidates tbody").replaceChildren(...rows);
     const end = Math.min(data.offset + data.limit, data.total);
     document.getElementById("cand-count").textContent = data.total ? `${data.offset + 1}–${end} of ${data.total}` : "none match";

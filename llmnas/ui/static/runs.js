@@ -1,7 +1,7 @@
 // The runs page: every run under the folder, refreshed every 2 s while the page is open.
 "use strict";
 (() => {
-  const { el, json, num, pct, when, poll } = llmnas;
+  const { el, json, num, acc, pct, when, poll } = llmnas;
   const body = document.querySelector('[data-testid="runs-table"] tbody');
   const status = document.getElementById("runs-status");
 
@@ -16,7 +16,7 @@
       el("td", { "data-field": "status" }, run.status),
       el("td", {}, run.task), el("td", {}, run.strategy), el("td", {}, run.model ?? "—"),
       el("td", { "data-field": "progress" }, progress),
-      el("td", {}, num(run.best_val_accuracy)),
+      el("td", {}, acc(run.best_val_accuracy)),
       el("td", {}, pct(run.coverage)), el("td", {}, num(run.qd_score, 3)),
       el("td", {}, num(run.tokens)), el("td", {}, run.cost_usd ? run.cost_usd.toFixed(4) : "0"),
       el("td", {}, when(run.started)), el("td", {}, when(run.updated)));
