@@ -21,6 +21,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ class RayExecutor:
         self._slots: queue.Queue[_Actor] = queue.Queue()
         self._actors: list[_Actor] = []
         self._starting = 0
+        self._replacing: list[threading.Thread] = []
         self._closed = False
         self.deaths: list[str] = []
         """Why each dropped actor was dropped, in order."""
@@ -155,10 +157,15 @@ class RayExecutor:
         make = self._actor_class.remote
         actors = [_Actor(make(self._data, **self._kwargs)) for _ in range(count)]
         refs = [a.handle.info.remote() for a in actors]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
+        deadline = time.monotonic() + self.start_timeout
+        ready: list[Any] = []
+        while len(ready) < len(refs) and time.monotonic() < deadline and not self._closed:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=1.0)
         if len(ready) < len(refs):
             for a in actors:
                 ray.kill(a.handle, no_restart=True)
+            if self._closed:
+                raise ExecutorError("the Ray executor was closed while its actors started")
             cpus, gpus = self._needs
             raise ExecutorError(
                 f"Ray placed {len(ready)} of {count} sandbox actors within "
@@ -198,7 +205,9 @@ class RayExecutor:
         except Exception:  # noqa: BLE001 - it is gone already
             pass
         if replace:
-            threading.Thread(target=self._replace, name="llmnas-ray-replace", daemon=True).start()
+            thread = threading.Thread(target=self._replace, name="llmnas-ray-replace", daemon=True)
+            self._replacing.append(thread)
+            thread.start()
         return actor.dead
 
     def _replace(self) -> None:
@@ -208,7 +217,9 @@ class RayExecutor:
             with self._lock:
                 self.deaths.append(f"no replacement actor: {_first_line(exc)}")
         else:
-            if self._closed:
+            with self._lock:
+                closed = self._closed
+            if closed:
                 self._ray.kill(actor.handle, no_restart=True)
             else:
                 self._add(actor)
@@ -280,6 +291,9 @@ class RayExecutor:
             if self._closed:
                 return
             self._closed = True
+        for thread in self._replacing:  # a replacement notices the close within a second
+            thread.join(timeout=30)
+        with self._lock:
             live = [a for a in self._actors if a.dead is None]
         ray = self._ray
         if ray.is_initialized() and live:
