@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict
@@ -107,9 +108,11 @@ def test_a_job_whose_actor_dies_runs_once_more_elsewhere_then_is_a_crash(
         assert message.startswith("the sandbox actor running it died twice")
         assert f"pid {first}" in message and f"pid {second}" in message
         assert ex.requeued == 1 and len(ex.deaths) == 2
-        # the executor goes on with replacement actors
+        # the executor goes on with replacement actors, which remove the dead ones' scratch
         _wait(lambda: len(ex.actors()) == 2)
         assert not {first, second} & {a["pid"] for a in ex.actors()}
+        for pid in (first, second):
+            assert not list(Path(tempfile.gettempdir()).glob(f"llmnas-actor-{pid}-*"))
         source = next(iter(synthetic.seed_programs().values()))
         assert ex.run(_job(synthetic, source), expect=expect, num_classes=4).failure is None
 

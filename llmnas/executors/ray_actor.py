@@ -4,8 +4,10 @@ Plain Python: :class:`~llmnas.executors.ray_pool.RayExecutor` wraps it with ``ra
 and its resources, so this module does not import Ray. The training arrays arrive as one
 object-store reference that Ray resolves on the node (each node fetches them once, then the
 actors on it read the node's copy); the pool writes them into the actor's own scratch folder
-for its workers. Only ``train_x``, ``train_y``, ``val_x`` and ``test_x`` ever arrive: the
-pool refuses any other labels, and the actor returns logits and counts, never metrics.
+for its workers (a folder named after the actor's pid, which a later actor on the node removes
+once that pid is gone, so a killed actor's copy does not stay). Only ``train_x``, ``train_y``,
+``val_x`` and ``test_x`` ever arrive: the pool refuses any other labels, and the actor returns
+logits and counts, never metrics.
 
 Ray gives the actor its CPUs and GPUs; for a GPU actor Ray sets ``CUDA_VISIBLE_DEVICES`` to
 the devices it was given, and the pool hands each worker exactly one of them
@@ -28,6 +30,20 @@ from llmnas.sandbox import ChildReport, SandboxPool
 __all__ = ["PoolActor"]
 
 
+def _sweep_dead_actors() -> None:
+    """Remove the scratch folders (data copies, job folders) of killed actors on this node."""
+    for folder in Path(tempfile.gettempdir()).glob("llmnas-actor-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # alive, someone else's
+            pass
+
+
 class PoolActor:
     """A node's warm sandbox pool; ``run`` is called concurrently (Ray ``max_concurrency``)."""
 
@@ -40,7 +56,8 @@ class PoolActor:
         threads: int,
         hidden: list[str] | None = None,
     ):
-        self._scratch = Path(tempfile.mkdtemp(prefix="llmnas-actor-"))
+        _sweep_dead_actors()
+        self._scratch = Path(tempfile.mkdtemp(prefix=f"llmnas-actor-{os.getpid()}-"))
         self._pool = SandboxPool(
             data=data,
             workers=workers,
