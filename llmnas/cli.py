@@ -159,6 +159,13 @@ def _progress_runner(budget: int):
     return progress, update
 
 
+def _where(config) -> str:
+    ex = config.executor
+    if ex.kind == "local":
+        return ""
+    return f", executor ray ({ex.address or 'a local Ray'})"
+
+
 def _run_and_report(start) -> None:
     from llmnas.runner import RunError
 
@@ -171,8 +178,9 @@ def _run_and_report(start) -> None:
             err.print(why)
         err.print(
             f"run {run.store.run_dir}: task {run.config.task}, strategy {run.strategy_name}, "
-            f"budget {run.config.budget}, seed {run.config.seed}, {run.config.workers} worker(s), "
-            f"sandbox {run.evaluator.isolation}"
+            f"budget {run.config.budget}, seed {run.config.seed}, "
+            f"{run.evaluator.workers} worker(s), "
+            f"sandbox {run.evaluator.isolation}{_where(run.config)}"
         )
         progress.update(progress.task_ids[0], total=run.config.budget)
         progress.start()
@@ -195,7 +203,7 @@ def _run_and_report(start) -> None:
     err.print(f"stopped: {stats.stopped}", markup=False, emoji=False, highlight=False,
               soft_wrap=True)  # fmt: skip
     if stats.wall_seconds > 0:
-        busy = stats.busy_seconds / (stats.wall_seconds * run.config.workers)
+        busy = stats.busy_seconds / (stats.wall_seconds * run.evaluator.workers)
         err.print(f"{stats.evaluated} evaluated in {stats.wall_seconds:.0f} s; sandbox workers "
                   f"busy {busy:.0%} of the time", highlight=False)  # fmt: skip
     if stats.outages:
@@ -280,6 +288,9 @@ def run(
     proxies: str | None = typer.Option(
         None, help="zero-cost proxies recorded for every candidate: all, none or a,b"
     ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="local (this machine) or ray (sandbox pools in Ray actors)"
+    ),
     config: Path | None = typer.Option(None, "--config", help="TOML file with run settings"),
 ) -> None:
     """Run an architecture search and print the archive summary."""
@@ -288,6 +299,8 @@ def run(
 
     if strategy is not None and strategy not in STRATEGIES:
         fail(f"--strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+    if executor is not None and executor not in ("local", "ray"):
+        fail(f"--executor must be local or ray; got {executor!r}")
     try:
         cfg = load_config(config).with_overrides(
             task=task,
@@ -305,6 +318,7 @@ def run(
             llm_max_cost=max_cost,
             llm_max_tokens_total=max_tokens,
             llm_prompts=None if prompts is None else str(prompts),
+            executor_kind=executor,
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -32,6 +32,7 @@ from llmnas.archive_config import ArchiveConfig
 __all__ = [
     "ConfigError",
     "EvolutionSettings",
+    "ExecutorSettings",
     "LLMSettings",
     "RepeatSettings",
     "RunConfig",
@@ -115,6 +116,26 @@ class RepeatSettings(BaseModel):
     pareto: bool = False
 
 
+class ExecutorSettings(BaseModel):
+    """Where candidates are evaluated: the local sandbox pool, or sandbox pools in Ray actors.
+
+    With ``kind = "ray"`` each actor holds ``workers_per_node`` warm sandbox workers (default:
+    the run's ``workers``); ``actors`` unset starts one actor per alive node. ``address`` is
+    ``"auto"`` (a cluster started with ``ray start``), ``"ray://host:10001"`` (Ray Client) or
+    unset (a local Ray started for the run). Each worker reserves ``threads_per_worker`` CPUs
+    and ``num_gpus_per_worker`` GPUs (fractions share a device).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    workers_per_node: int | None = Field(None, ge=1)
+    actors: int | None = Field(None, ge=1, description="Ray actors; unset: one per alive node")
+    threads_per_worker: int = Field(1, ge=1)
+    num_gpus_per_worker: float = Field(0.0, ge=0.0)
+
+
 class RunConfig(BaseModel):
     """Everything a run needs; stored with the run so it can be resumed."""
 
@@ -141,6 +162,7 @@ class RunConfig(BaseModel):
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     repeats: RepeatSettings = Field(default_factory=RepeatSettings)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     cascade: dict[str, Any] = Field(default_factory=dict)
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -165,6 +187,8 @@ class RunConfig(BaseModel):
                 continue
             if key.startswith("llm_"):
                 data["llm"][key[4:]] = value
+            elif key.startswith("executor_"):
+                data["executor"][key[9:]] = value
             else:
                 data[key] = value
         return validated(data)

@@ -6,7 +6,9 @@ A ground-floor module: the evaluator, the runner and the DARTS strategy all reso
 
 from __future__ import annotations
 
-__all__ = ["resolve_device"]
+import os
+
+__all__ = ["child_gpu", "resolve_device"]
 
 
 def resolve_device(device: str) -> str:
@@ -18,3 +20,21 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def child_gpu(device: str, index: int, count: int, visible: str | None = None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` value of sandbox worker ``index``: one device only.
+
+    ``device`` is ``cuda`` (workers spread over the ``count`` devices this process sees) or
+    ``cuda:N``. Positions map through this process's own ``CUDA_VISIBLE_DEVICES`` (``visible``,
+    default: the environment), so a worker of a process that was given devices ``3,5`` (as
+    Ray does for an actor) sees device 3 or 5, never 0 or 1.
+    """
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    if ":" in device:
+        position = int(device.split(":", 1)[1])
+    else:
+        position = index % count if count else 0
+    return ids[position] if position < len(ids) else str(position)

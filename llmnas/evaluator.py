@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from llmnas import gate
+from llmnas.config import ExecutorSettings
 from llmnas.devices import resolve_device
+from llmnas.executors import Executor, make_executor
 from llmnas.records import EvalResult, Status
-from llmnas.sandbox import SandboxPool
 from llmnas.tasks import Task
 
 __all__ = ["EvalSettings", "Evaluator", "accuracy", "cross_entropy", "resolve_device"]
@@ -59,7 +60,9 @@ def _label_hiding_paths() -> list[Path]:
 class Evaluator:
     """Scores candidate sources on one task; several workers share one warm pool.
 
-    Use as a context manager (or call :meth:`close`) so the workers are stopped.
+    ``executor`` chooses where the sandbox runs (:mod:`llmnas.executors`: the local pool by
+    default, or Ray actors); :attr:`workers` is then how many jobs it runs at once. Use as a
+    context manager (or call :meth:`close`) so the workers are stopped.
     """
 
     def __init__(
@@ -71,17 +74,19 @@ class Evaluator:
         threads: int | None = None,
         scratch: str | Path | None = None,
         settings: EvalSettings | None = None,
+        executor: ExecutorSettings | None = None,
     ):
         self.task = task
         self.settings = settings or EvalSettings()
         self.device = resolve_device(device)
         self.workers = max(1, workers)
-        self._pool: SandboxPool | None = None
+        self._pool: Executor | None = None
         self._labels: dict[str, np.ndarray] = {}
         if not task.tabular:
             data = task.load()
             self._labels = {"val": data.val.y, "test": data.test.y}
-            self._pool = SandboxPool(
+            self._pool = make_executor(
+                executor,
                 data={
                     "train_x": data.train.x,
                     "train_y": data.train.y,
@@ -94,6 +99,12 @@ class Evaluator:
                 scratch=scratch,
                 hidden=_label_hiding_paths(),
             )
+            self.workers = self._pool.size
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where the sandbox runs (``None`` for a tabular task)."""
+        return self._pool
 
     @property
     def isolation(self) -> str:

@@ -96,3 +96,32 @@ def preflight(config: RunConfig, strategy: str, task: Any) -> None:
         make_archive(config.archive)
     except (ArchiveError, ValueError) as exc:
         raise PreflightError(f"config archive: {exc}") from None
+    _executor(config)
+
+
+def _executor(config: RunConfig) -> None:
+    """Ray installed when asked for, and devices that Ray can give."""
+    from llmnas.executors.base import RAY_MISSING
+
+    ex = config.executor
+    if ex.kind != "ray":
+        if ex.num_gpus_per_worker > 0:
+            raise PreflightError(
+                'config executor.num_gpus_per_worker: applies to kind = "ray" only '
+                "(the local pool uses --device)"
+            )
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise PreflightError(RAY_MISSING) from None
+    if config.device.startswith("cuda:"):
+        raise PreflightError(
+            f"config device: Ray chooses each worker's GPU; expected cpu, cuda or auto with "
+            f"the ray executor, got {config.device!r}"
+        )
+    if config.device.startswith("cuda") and ex.num_gpus_per_worker <= 0:
+        raise PreflightError(
+            "config executor.num_gpus_per_worker: expected > 0 for device cuda with the ray "
+            "executor (e.g. 1, or 0.5 for two workers per GPU)"
+        )

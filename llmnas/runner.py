@@ -23,6 +23,7 @@ from llmnas.config import RunConfig, validated
 from llmnas.descriptors import seed_ranges
 from llmnas.devices import resolve_device
 from llmnas.evaluator import EvalSettings, Evaluator
+from llmnas.executors import ExecutorError
 from llmnas.islands import make_archive
 from llmnas.loop import CallQueue, LoopStats, RunLoop
 from llmnas.pipeline import CandidatePipeline
@@ -241,7 +242,11 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         memory_mb=config.memory_mb,
         proxies=proxies,
     )
-    evaluator = Evaluator(task, workers=config.workers, device=config.device, settings=settings)
+    try:
+        evaluator = Evaluator(task, workers=config.workers, device=config.device,
+                              settings=settings, executor=config.executor)  # fmt: skip
+    except ExecutorError as exc:
+        raise RunError(str(exc)) from None
     try:
         archive = make_archive(archive_layout(config, task, evaluator, store))
         calls = CallQueue()
@@ -281,7 +286,7 @@ def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
         archive=archive,
         pipeline=pipeline,
         budget=config.budget,
-        workers=config.workers,
+        workers=evaluator.workers,
         calls=calls,
         wall_time_s=config.wall_time_s,
         queue_per_worker=config.proposal_queue,

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent set-up: bubblewrap (Debian, as root), a virtualenv in .venv, llmnas installed
-# editable. `--dev` adds the test tools and Debian's Chromium (the explorer's browser tests).
-# Safe to run again: finished steps are skipped.
+# editable. `--dev` adds the test tools, Ray (the ray executor's tests run in CI) and Debian's
+# Chromium (the explorer's browser tests). Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+[ "${1:-}" = "--dev" ] && extras="[dev,ray]"
 
 if ! command -v bwrap >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

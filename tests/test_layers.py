@@ -15,14 +15,19 @@ FORBIDDEN = {
     # ground floor: plain data, the static gate, settings, tasks and NB201 cells
     ("records", "gate", "config", "tasks", "nb201_cell", "archive_config", "devices", "pyast"): (
         "spaces", "strategies", "operators", "archive", "islands", "store", "loop", "runner",
-        "evaluator", "cascade", "bench", "report", "ui",
+        "evaluator", "cascade", "bench", "report", "ui", "executors",
     ),
     # proposal side: strategies and operators never reach into evaluation or the loop
     ("strategies", "operators", "spaces"): ("loop", "runner", "evaluator", "store", "bench", "ui"),
     # the trust boundary knows nothing of what happens to its results
-    ("sandbox",): ("store", "strategies", "operators", "loop", "runner", "archive", "bench", "ui"),
+    ("sandbox",): ("store", "strategies", "operators", "loop", "runner", "archive", "bench", "ui",
+                   "executors"),
+    # executors carry sandbox jobs to where they run; what happens to the results is not theirs
+    ("executors",): ("store", "strategies", "operators", "loop", "runner", "archive", "bench",
+                     "evaluator", "pipeline", "cascade", "ui"),
     # the explorer only reads stores: it never runs, searches or evaluates anything
-    ("ui",): ("loop", "runner", "evaluator", "sandbox", "strategies", "operators", "bench", "cascade"),
+    ("ui",): ("loop", "runner", "evaluator", "sandbox", "strategies", "operators", "bench", "cascade",
+              "executors"),
 }  # fmt: skip
 
 

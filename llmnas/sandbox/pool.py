@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from llmnas.devices import child_gpu
 from llmnas.records import FailureKind
 from llmnas.sandbox.isolation import clean_env, hidden_paths, isolation_mode, worker_command
 
@@ -231,10 +232,7 @@ class SandboxPool:
             "PYTHONHASHSEED": "0",
         }
         if self.device.startswith("cuda"):
-            visible = self.device.split(":", 1)[1] if ":" in self.device else None
-            if visible is None and self._gpus:
-                visible = str(index % self._gpus)
-            env["CUDA_VISIBLE_DEVICES"] = visible or "0"
+            env["CUDA_VISIBLE_DEVICES"] = child_gpu(self.device, index, self._gpus)
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
