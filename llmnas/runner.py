@@ -111,16 +111,11 @@ def _strategy(
         budget = Budget(max_tokens=config.llm.max_tokens_total, max_cost=config.llm.max_cost)
         try:
             llm = make_llm(
-                spec or "",
-                url=config.llm.url,
-                device=resolve_device(config.device),
-                recorder=calls,
-                max_concurrency=config.llm.max_concurrency,
-                timeout_s=config.llm.timeout_s,
-                max_retries=config.llm.max_retries,
-                seed=seed,
+                spec or "", url=config.llm.url, device=resolve_device(config.device),
+                recorder=calls, max_concurrency=config.llm.max_concurrency,
+                timeout_s=config.llm.timeout_s, max_retries=config.llm.max_retries, seed=seed,
                 budget=budget,
-            )
+            )  # fmt: skip
         except LLMConfigError as exc:
             raise RunError(str(exc)) from None
         from llmnas.task_facts import task_facts
@@ -132,14 +127,9 @@ def _strategy(
             raise RunError(f"task {task.name} is blind: it takes space prompts only "
                            "([evolution] prompt_style = \"space\" or \"auto\")")  # fmt: skip
         operator = LLMOperator(
-            llm=llm,
-            task=task,
-            settings=config.llm,
-            seed=seed,
-            evolution=config.evolution,
-            facts=task_facts(task, config.epochs),
-            sent=sent,
-        )
+            llm=llm, task=task, settings=config.llm, seed=seed, evolution=config.evolution,
+            facts=task_facts(task, config.epochs), sent=sent,
+        )  # fmt: skip
     else:
         raise RunError(
             f"strategy {name!r} is not available; expected auto, llm, ast, random, regevo or darts"
@@ -222,54 +212,54 @@ def archive_layout(config: RunConfig, task: Task, evaluator: Evaluator, store: R
     return layout
 
 
-def _build(config: RunConfig, store: RunStore, on_progress) -> Run:
+def _evaluator(config: RunConfig, task: Task) -> Evaluator:
+    """The run's evaluator; a local pool's workers start booting now and are waited for at
+    their first job (so a run's own imports and checks overlap their start-up)."""
     try:
-        task = get_task(config.task)
-        if not task.tabular:
-            task.load()
-    except TaskError as exc:
+        evaluator = Evaluator(task, workers=config.workers, device=config.device,
+                              executor=config.executor)  # fmt: skip
+    except ExecutorError as exc:
         raise RunError(str(exc)) from None
-    name, spec, _ = choose_strategy(config)
-    from llmnas.proxies import parse_proxy_selection
+    from llmnas.proxies import parse_proxy_selection  # imports torch: after the spawn
 
     try:
         proxies = tuple(parse_proxy_selection(",".join(config.proxies) or "none"))
     except ValueError as exc:
+        evaluator.close()
         raise RunError(f"config proxies: {exc}") from None
-    settings = EvalSettings(
-        epochs=config.epochs,
-        timeout_s=config.timeout_s,
-        memory_mb=config.memory_mb,
-        proxies=proxies,
-    )
-    try:
-        evaluator = Evaluator(task, workers=config.workers, device=config.device,
-                              settings=settings, executor=config.executor)  # fmt: skip
-    except ExecutorError as exc:
-        raise RunError(str(exc)) from None
+    evaluator.settings = EvalSettings(epochs=config.epochs, timeout_s=config.timeout_s,
+                                      memory_mb=config.memory_mb, proxies=proxies)  # fmt: skip
+    return evaluator
+
+
+def _build(
+    config: RunConfig, store: RunStore, on_progress, evaluator: Evaluator | None = None
+) -> Run:
+    if evaluator is None:
+        try:
+            task = get_task(config.task)
+            if not task.tabular:
+                task.load()
+        except TaskError as exc:
+            raise RunError(str(exc)) from None
+        evaluator = _evaluator(config, task)
+    task, settings = evaluator.task, evaluator.settings
+    name, spec, _ = choose_strategy(config)
     try:
         archive = make_archive(archive_layout(config, task, evaluator, store))
         calls = CallQueue()
         # a resumed run continues with fresh randomness: the seed mixes in the committed count
         count = store.count()
-        seed = (
-            config.seed
-            if count == 0
-            else int(np.random.SeedSequence([config.seed, count]).generate_state(1)[0])
-        )
+        seed = config.seed if count == 0 else int(
+            np.random.SeedSequence([config.seed, count]).generate_state(1)[0])  # fmt: skip
         strategy = _strategy(name, spec, config, task, archive, calls, seed, store)
     except BaseException:
         evaluator.close()
         raise
     cascade = None
-    limits = {
-        k: v
-        for k, v in (
-            ("max_params", config.evolution.max_params),
-            ("max_flops", config.evolution.max_flops),
-        )
-        if v is not None
-    }
+    evo = config.evolution
+    limits = {k: v for k, v in (("max_params", evo.max_params), ("max_flops", evo.max_flops))
+              if v is not None}  # fmt: skip
     if config.cascade or limits:
         from llmnas.cascade import Cascade, CascadeConfig
 
@@ -351,28 +341,34 @@ def start_run(
     name, spec, why = choose_strategy(config)
     try:
         task = get_task(config.task)  # fail on a bad task or setting before anything is made
-        preflight(config, name, task)
-    except (TaskError, PreflightError) as exc:
+    except TaskError as exc:
         raise RunError(str(exc)) from None
+    # a local pool boots while the checks below import what they need; Ray starts after them
+    early = _evaluator(config, task) if config.executor.kind == "local" else None
     out_dir = Path(config.out)
-    existed = out_dir.exists()
-    resolved = validated(
-        {**config.model_dump(), "strategy": name, "llm": {**config.llm.model_dump(), "spec": spec}}
-    )
+    existed, store = out_dir.exists(), None
     try:
-        store = RunStore.create(
-            Path(config.out), config=resolved.model_dump(mode="json"), seeds={"seed": config.seed}
-        )
-    except StoreError as exc:
-        raise RunError(str(exc)) from None
-    try:
-        run = _build(resolved, store, on_progress)
+        try:
+            preflight(config, name, task)
+        except PreflightError as exc:
+            raise RunError(str(exc)) from None
+        llm = {**config.llm.model_dump(), "spec": spec}
+        resolved = validated({**config.model_dump(), "strategy": name, "llm": llm})
+        try:
+            store = RunStore.create(out_dir, config=resolved.model_dump(mode="json"),
+                                    seeds={"seed": config.seed})  # fmt: skip
+        except StoreError as exc:
+            raise RunError(str(exc)) from None
+        run = _build(resolved, store, on_progress, early)
     except BaseException:
-        store.close()
-        if not existed:  # nothing ran: leave no half-made run folder behind
-            import shutil
+        if early is not None:
+            early.close()
+        if store is not None:
+            store.close()
+            if not existed:  # nothing ran: leave no half-made run folder behind
+                import shutil
 
-            shutil.rmtree(out_dir, ignore_errors=True)
+                shutil.rmtree(out_dir, ignore_errors=True)
         raise
     if on_ready:
         on_ready(run, why)

@@ -111,7 +111,7 @@ def test_partial_cell_is_resumed(tmp_path: Path, no_llm_env) -> None:
 SYNTHETIC = """
 task = "synthetic"
 strategies = ["ast", {{strategy = "random", run = {{strategy_options = {{space_options = {{preset = "tiny"}}}}}}}}]
-seeds = 2
+seeds = 1
 budget = 3
 epochs = 1
 final_seeds = 1
@@ -129,7 +129,7 @@ def test_synthetic_trains_incumbents_on_test_once(tmp_path: Path) -> None:
     data = json.loads((out / "report.json").read_text())
     assert data["final_protocol"] == {"metric": "test accuracy", "epochs": 2, "seeds": 1}
     assert data["test_split_in_search"] is False
-    for cell in ("ast-0", "ast-1", "random-0", "random-1"):
+    for cell in ("ast-0", "random-0"):
         final = json.loads((out / cell / "final.json").read_text())
         assert final["mode"] == "trained" and final["epochs"] == 2 and len(final["runs"]) == 1
         assert final["runs"][0]["status"] == "ok" and 0.0 <= final["final"] <= 1.0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from llmnas.cli import app
 from llmnas.config import RunConfig
 from llmnas.preflight import PreflightError, preflight
 from llmnas.tasks import get_task
@@ -31,21 +31,18 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_setting_is_one_line_exit_2_and_no_folder(tmp_path: Path, case: str) -> None:
+    """Through the CLI in-process (the subprocess path of exit 2 is tested in test_loop.py)."""
     strategy, toml, expected = CASES[case]
     config = tmp_path / "run.toml"
     config.write_text(toml)
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "llmnas", "run", "--task", "synthetic", "--strategy", strategy,
-         "--budget", "2", "--config", str(config), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    result = CliRunner().invoke(app, ["run", "--task", "synthetic", "--strategy", strategy,
+                                      "--budget", "2", "--config", str(config), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not out.exists()
 
 

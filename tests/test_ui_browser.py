@@ -19,6 +19,7 @@ from llmnas.records import EvalResult, Status
 from llmnas.store import RunStore
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+pytestmark = pytest.mark.xdist_group("ui")  # one worker builds the shared runs once
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 
 

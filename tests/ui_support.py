@@ -8,13 +8,15 @@ in a subprocess on a free loopback port.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from llmnas.config import RunConfig
+from llmnas.runner import start_run
 
 LLMNAS = [sys.executable, "-m", "llmnas"]
 
@@ -41,11 +43,6 @@ def program(width: int, *, body: str = "pass") -> str:
     return PROGRAM.format(width=width, attack=ATTACK, body=body)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
-    return subprocess.run([*LLMNAS, *args], capture_output=True, text=True, timeout=300, env=env)
-
-
 def make_runs(root: Path) -> dict[str, Path]:
     """An LLM run with hostile text in it and a tabular run, under ``root``."""
     cassette = root.parent / "ui-cassette.jsonl"
@@ -57,14 +54,15 @@ def make_runs(root: Path) -> dict[str, Path]:
         f"```python\n{program(12)}```",
     ]
     cassette.write_text("".join(json.dumps({"response": r}) + "\n" for r in replies))
+    # in-process (the CLI path of `llmnas run` is tested in test_loop.py): no interpreter start
     llm = root / "llm-run"
-    res = _cli("run", "--task", "synthetic", "--llm", f"replay:{cassette}", "--budget", "20",
-               "--epochs", "2", "--out", str(llm))  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    stats = start_run(RunConfig(task="synthetic", strategy="llm", budget=20, epochs=2, out=str(llm),
+                                llm={"spec": f"replay:{cassette}"}))  # fmt: skip
+    assert stats.stopped.startswith("strategy exhausted"), stats.stopped
     tabular = root / "nb201" / "random"
-    res = _cli("run", "--task", "nb201-cifar10", "--strategy", "random", "--budget", "30",
-               "--out", str(tabular))  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    stats = start_run(RunConfig(task="nb201-cifar10", strategy="random", budget=30,
+                                out=str(tabular)))  # fmt: skip
+    assert stats.committed == 30
     return {"llm": llm, "tabular": tabular}
 
 

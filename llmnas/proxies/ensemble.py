@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
 
 __all__ = ["OnlineRanker", "rank_average"]
 
@@ -115,7 +114,7 @@ class OnlineRanker:
         self.names: list[str] | None = list(names) if names is not None else None
         self.min_examples = min_examples
         self.n_estimators = n_estimators
-        self._model: RandomForestRegressor | None = None
+        self._model: Any = None  # a fitted sklearn RandomForestRegressor
         self._train: dict[str, np.ndarray] = {}
 
     @property
@@ -163,6 +162,8 @@ class OnlineRanker:
             n: np.array([v for r, _ in pairs if (v := _value(r, n)) is not None])
             for n in self.names
         }
+        from sklearn.ensemble import RandomForestRegressor  # slow to import: only when fitted
+
         model = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=2, random_state=self.seed, n_jobs=1
         )

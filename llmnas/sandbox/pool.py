@@ -66,7 +66,8 @@ class _Worker:
         self._buffer = b""
         self._jobs = itertools.count()
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Start the worker process (it imports torch and maps the data meanwhile)."""
         cmd = worker_command(
             sys.executable,
             self.scratch,
@@ -87,6 +88,9 @@ class _Worker:
             start_new_session=True,
         )
         self._buffer = b""
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's ready line; :class:`SandboxError` if it never comes."""
         ready = self._read_line(self.pool.start_timeout)
         if not ready or not ready.get("ready"):
             tail = (
@@ -127,16 +131,16 @@ class _Worker:
             except OSError:
                 pass
             self.proc.wait()
-            for stream in (self.proc.stdin, self.proc.stdout):
-                if stream:
-                    stream.close()
+            for stream in filter(None, (self.proc.stdin, self.proc.stdout)):
+                stream.close()
             self.proc = None
         if getattr(self, "log", None):
             self.log.close()
 
     def run(self, job: dict[str, Any]) -> tuple[Path, dict[str, Any] | None]:
         if not self.alive():
-            self.start()
+            self.spawn()
+            self.wait_ready()
         folder = self.scratch / f"job-{next(self._jobs)}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -165,9 +169,7 @@ class SandboxPool:
     """``workers`` warm sandbox workers sharing the read-only arrays in ``data``.
 
     ``isolation`` is ``"bwrap"``, ``"rlimits"`` (the degraded mode) or ``None`` (bubblewrap
-    when it works here, else the degraded mode, announced once).
-
-    ``data`` maps names to arrays: ``train_x``, ``train_y``, ``val_x`` and optionally
+    when it works here, else the degraded mode, announced once). ``data`` maps names to arrays: ``train_x``, ``train_y``, ``val_x`` and optionally
     ``test_x`` — never validation or test labels.
     """
 
@@ -207,9 +209,9 @@ class SandboxPool:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
-        for w in self._workers:
-            w.start()
-            self._idle.put(w)
+        self._booting, self._boot_lock = list(self._workers), threading.Lock()
+        for w in self._workers:  # they boot side by side; the first job waits for them
+            w.spawn()
 
     @staticmethod
     def _gpu_count() -> int:
@@ -245,6 +247,7 @@ class SandboxPool:
         if self._closed:
             raise SandboxError("the sandbox pool is closed")
         job = {**job, "device": self.job_device(), "threads": self.threads}
+        self.wait_ready()
         worker = self._idle.get()
         try:
             folder, reply = worker.run(job)
@@ -254,6 +257,17 @@ class SandboxPool:
             return _collect(folder, reply, job, expect, num_classes)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def wait_ready(self) -> None:
+        """Wait until every worker has started; if one cannot, close the pool and raise."""
+        with self._boot_lock:
+            try:
+                while self._booting:
+                    self._booting[0].wait_ready()
+                    self._idle.put(self._booting.pop(0))
+            except SandboxError:
+                self.close()
+                raise
 
     def close(self) -> None:
         with self._lock:
