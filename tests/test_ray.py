@@ -24,7 +24,7 @@ from llmnas.records import FailureKind  # noqa: E402
 from llmnas.runner import start_run  # noqa: E402
 from llmnas.store import RunStore  # noqa: E402
 
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]  # one local Ray per session
+pytestmark = pytest.mark.ray
 
 LLMNAS = [sys.executable, "-m", "llmnas"]
 TWO_ACTORS = ExecutorSettings(kind="ray", actors=2, workers_per_node=1)

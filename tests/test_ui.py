@@ -25,9 +25,6 @@ except ImportError:  # tests/ is not a package: pytest put it on sys.path
     from ui_support import ATTACK
 
 
-pytestmark = pytest.mark.xdist_group("ui")  # one worker builds the shared runs once
-
-
 def get(base: str, path: str, *, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(base + path, method=method)
     try:

@@ -19,7 +19,6 @@ from llmnas.records import EvalResult, Status
 from llmnas.store import RunStore
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
-pytestmark = pytest.mark.xdist_group("ui")  # one worker builds the shared runs once
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 
 
@@ -57,6 +56,8 @@ def _shot(page, name: str, tmp_path: Path) -> None:
 
 
 def test_runs_page_run_page_heatmap_cell_opens_its_elite(page, ui_server, tmp_path):
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(ui_server + "/")
     link = page.get_by_test_id("run-link").filter(has_text="nb201/random")
     link.click()
@@ -69,6 +70,8 @@ def test_runs_page_run_page_heatmap_cell_opens_its_elite(page, ui_server, tmp_pa
     page.get_by_test_id("candidates-table").locator("tbody tr").first.wait_for()
     assert page.get_by_test_id("candidates-table").locator("tbody tr").count() == 30
     _shot(page, "ui-run.png", tmp_path)
+    offsite = [u for u in requested if not u.startswith(ui_server + "/")]
+    assert not offsite and any(u.endswith("/static/plotly.min.js") for u in requested)  # offline
     elite = cell.get_attribute("data-id")
     cell.click()
     page.wait_for_url(re.compile(rf"/run/nb201--random/candidate/{elite}$"))
