@@ -14,7 +14,7 @@ from llmnas.archive import QDArchive
 from llmnas.islands import IslandArchive
 from llmnas.records import Candidate, Status
 from llmnas.repeats import Repeated, repeat_stats
-from llmnas.store import RunStore, StoreError
+from llmnas.store import RunStore, StoreError, Summary
 
 __all__ = [
     "archive_config",
@@ -64,14 +64,16 @@ def repeated(store: RunStore) -> dict[int, Repeated]:
     return repeat_stats(store, int(store.get_state("repeats_base_seed", 0)))
 
 
-def best(store: RunStore) -> Candidate | None:
+def best(store: RunStore, summaries: list[Summary] | None = None) -> Candidate | None:
     """The incumbent: the repeated candidate with the highest mean validation accuracy, or,
-    in a run without repeats, the highest single-run accuracy (lowest id on ties)."""
+    in a run without repeats, the highest single-run accuracy (lowest id on ties).
+    ``summaries``: the store's, when the caller has them already."""
     reps = repeated(store)
     if reps:
         top = max(reps.values(), key=lambda r: (r.mean, -r.id))
         return store.get(top.id)
-    ok = [s for s in store.summaries() if s.status == Status.OK and s.val_accuracy is not None]
+    rows = store.summaries() if summaries is None else summaries
+    ok = [s for s in rows if s.status == Status.OK and s.val_accuracy is not None]
     return store.get(max(ok, key=lambda s: (s.val_accuracy, -s.id)).id) if ok else None
 
 

@@ -169,8 +169,8 @@ class SandboxPool:
     """``workers`` warm sandbox workers sharing the read-only arrays in ``data``.
 
     ``isolation`` is ``"bwrap"``, ``"rlimits"`` (the degraded mode) or ``None`` (bubblewrap
-    when it works here, else the degraded mode, announced once). ``data`` maps names to arrays: ``train_x``, ``train_y``, ``val_x`` and optionally
-    ``test_x`` — never validation or test labels.
+    when it works here, else the degraded mode, announced once). ``data`` maps names to
+    arrays: ``train_x``, ``train_y``, ``val_x``, optionally ``test_x``; never other labels.
     """
 
     def __init__(

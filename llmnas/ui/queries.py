@@ -75,7 +75,7 @@ def run_summary(
     pending = store.query("SELECT COUNT(*), MAX(created_at) FROM pending")[0]
     state = store.query("SELECT MAX(updated_at) FROM state")[0][0]
     usage = _usage(store)
-    incumbent = best(store) if summaries else None
+    incumbent = best(store, summaries) if summaries else None
     updated = max((t for t in (times[1], pending[1], state, usage["last_call"]) if t), default=None)
     budget = int(config.get("budget") or 0)
     done = len(summaries)
