@@ -66,6 +66,7 @@ class PoolActor:
             scratch=self._scratch,
             hidden=[Path(h) for h in hidden or []],
         )
+        self._pool.wait_ready()  # the driver takes the actor's first answer as "warm"
 
     def info(self) -> dict[str, Any]:
         """Who and where this actor is: its process id, host, isolation and devices."""
