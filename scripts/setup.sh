@@ -7,27 +7,23 @@ cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev,ray]"
 
-if ! command -v bwrap >/dev/null 2>&1; then
+# debian_package COMMAND PACKAGE WHY IF_MISSING: install PACKAGE (as root, with apt) when
+# COMMAND is not found; otherwise, or when that fails, say IF_MISSING.
+debian_package() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing bubblewrap (sandbox namespaces)" >&2
-    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
-      || echo "setup: could not install bubblewrap; the sandbox will use its degraded mode" >&2
+    echo "setup: installing $2 ($3)" >&2
+    apt-get install -y -q "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null 2>&1; } \
+      || echo "setup: could not install $2; $4" >&2
   else
-    echo "setup: bubblewrap not found (install it for full sandbox isolation)" >&2
+    echo "setup: $1 not found; $4 (install the Debian package $2)" >&2
   fi
-fi
+}
 
-if [ -n "$extras" ] && ! command -v chromium >/dev/null 2>&1; then
-  # the explorer's browser tests drive Debian's Chromium through Playwright
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing chromium (browser tests)" >&2
-    apt-get install -y -q chromium >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
-      || echo "setup: could not install chromium; the browser tests will fail" >&2
-  else
-    echo "setup: chromium not found (the browser tests need it: apt-get install chromium)" >&2
-  fi
+debian_package bwrap bubblewrap "sandbox namespaces" "the sandbox will use its degraded mode"
+if [ -n "$extras" ]; then  # the explorer's browser tests drive Debian's Chromium (Playwright)
+  debian_package chromium chromium "browser tests" "the browser tests will fail"
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
