@@ -218,7 +218,7 @@ def _evaluator(config: RunConfig, task: Task) -> Evaluator:
     try:
         evaluator = Evaluator(task, workers=config.workers, device=config.device,
                               executor=config.executor)  # fmt: skip
-    except ExecutorError as exc:
+    except (ExecutorError, TaskError) as exc:  # TaskError: the task's data cannot be loaded
         raise RunError(str(exc)) from None
     from llmnas.proxies import parse_proxy_selection  # imports torch: after the spawn
 
@@ -238,8 +238,6 @@ def _build(
     if evaluator is None:
         try:
             task = get_task(config.task)
-            if not task.tabular:
-                task.load()
         except TaskError as exc:
             raise RunError(str(exc)) from None
         evaluator = _evaluator(config, task)

@@ -56,3 +56,16 @@ def test_good_settings_pass() -> None:
     preflight(RunConfig(), "llm", get_task("nb201-cifar10"))
     with pytest.raises(PreflightError, match="for strategy random"):
         preflight(config, "random", get_task("synthetic"))
+
+
+def test_a_task_whose_data_cannot_load_is_one_line_exit_2(tmp_path: Path, monkeypatch) -> None:
+    """CIFAR-10 with no torchvision, or no data and no network here: one line, no folder."""
+    monkeypatch.setenv("LLMNAS_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["run", "--task", "cifar10", "--budget", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "task cifar10" in lines[0], result.stderr
+    assert not out.exists()
