@@ -70,7 +70,8 @@ def run_summary(
     """One line of the runs page: settings, progress, best accuracy, map, tokens, times."""
     config = store.config()
     counts = Counter(s.status.value for s in summaries)
-    accs = [a for s in summaries if s.status == Status.OK and (a := _finite(s.val_accuracy))]
+    accs = [a for s in summaries
+            if s.status == Status.OK and (a := _finite(s.val_accuracy)) is not None]  # fmt: skip
     times = store.query("SELECT MIN(created_at), MAX(created_at) FROM candidates")[0]
     pending = store.query("SELECT COUNT(*), MAX(created_at) FROM pending")[0]
     state = store.query("SELECT MAX(updated_at) FROM state")[0][0]
